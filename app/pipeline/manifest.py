@@ -1,0 +1,95 @@
+"""Model manifests: what a model is, where it came from and how to feed it.
+
+A model pack is a folder per model under the models directory, each holding
+``manifest.json`` and the ONNX file it names. Everything that differs between
+models (input size, template, normalisation, metric, thresholds) lives here,
+so a new model needs configuration, not code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.core.errors import ModelPackError
+
+MANIFEST_NAME = "manifest.json"
+
+
+class InputSpec(BaseModel):
+    name: str = "input"
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    color_order: Literal["RGB", "BGR"] = "RGB"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    mean: list[float] = Field(min_length=3, max_length=3)
+    std: list[float] = Field(min_length=3, max_length=3)
+
+
+class ThresholdPoint(BaseModel):
+    """An operating point: the similarity threshold reaching ``far`` and the FRR there."""
+
+    far: float
+    threshold: float
+    frr: float
+
+
+class ModelManifest(BaseModel):
+    name: str
+    version: str
+    kind: Literal["detector", "embedder"]
+    file: str = "model.onnx"
+    sha256: str = ""
+    source_package: str
+    licence: str
+    description: str = ""
+    input: InputSpec
+    # Embedders only.
+    template: list[list[float]] | None = None
+    template_note: str = ""
+    embedding_size: int | None = None
+    metric: Literal["cosine", "euclidean"] | None = None
+    similarity_note: str = ""
+    thresholds: list[ThresholdPoint] = Field(default_factory=list)
+    evaluation: dict[str, float | int | str] = Field(default_factory=dict)
+
+    def threshold_at(self, far: float) -> float:
+        for point in self.thresholds:
+            if abs(point.far - far) <= far * 1e-6:
+                return point.threshold
+        raise ModelPackError(f"model {self.name} has no threshold calibrated at FAR {far:g}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_manifest(model_dir: Path, verify: bool = True) -> ModelManifest:
+    """Read a model folder's manifest; with ``verify``, check the ONNX file's sha256."""
+    path = model_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelPackError(
+            f"no model manifest at {path}; build the default pack with `facerec models build`",
+            {"path": str(path)},
+        )
+    manifest = ModelManifest.model_validate(json.loads(path.read_text()))
+    model_file = model_dir / manifest.file
+    if not model_file.is_file():
+        raise ModelPackError(f"model file {model_file} is missing", {"path": str(model_file)})
+    if verify and manifest.sha256 and file_sha256(model_file) != manifest.sha256:
+        raise ModelPackError(f"model file {model_file} does not match its manifest's sha256")
+    return manifest
+
+
+def write_manifest(model_dir: Path, manifest: ModelManifest) -> Path:
+    path = model_dir / MANIFEST_NAME
+    path.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+    return path

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real test photos and the real default model pack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.core.settings import Settings
+from app.model_packs.build import build_default_pack
+from app.pipeline.decode import read_image_file
+from app.pipeline.face_pipeline import FacePipeline
+from app.pipeline.geometry import ImageArray
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+LFW_ROOT = SHARED_DATA / "lfw" / "lfw-deepfunneled"
+
+
+def require_data(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"test data {path} is not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings on the model pack `make models` builds (or FACEREC_MODELS_DIR)."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings) -> FacePipeline:
+    build_default_pack(settings.models_dir)  # a no-op when `make models` already built it
+    return FacePipeline.from_settings(settings)
+
+
+def load(path: Path) -> ImageArray:
+    return read_image_file(require_data(path))

@@ -1,0 +1,184 @@
+"""RetinaFaceDetector on real photos: counts, geometry and options.
+
+What a user notices: every face in a group photo is found once, pictures
+without people find none, and the landmarks are good enough to align on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.model_packs.retinaface import build_retinaface_pack
+from app.pipeline.decode import read_image_file
+from app.pipeline.detect import RetinaFaceDetector, anchors_for, nms
+from app.pipeline.geometry import ImageArray
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+GROUP = SHARED_DATA / "group"
+NEGATIVES = SHARED_DATA / "negatives"
+LFW = SHARED_DATA / "lfw"
+
+# Counted by eye (data README).
+GROUP_COUNTS = {
+    "t1.jpg": 6,
+    "selfie-many-people.jpg": 6,
+    "nba_faces.jpg": 8,
+    "two_people.jpg": 2,
+    "kit_with_rose.jpg": 2,
+    "obama_and_biden.jpg": 3,
+    "couple.jpg": 2,
+}
+NEGATIVE_FILES = sorted(p.name for p in NEGATIVES.iterdir()) if NEGATIVES.is_dir() else []
+
+
+def _lfw_sample(step: int = 140) -> list[str]:
+    """Every ``step``-th person's first photo: ~40 images, the same on every run."""
+    names_file = LFW / "lfw-names.txt"
+    if not names_file.is_file():
+        return []
+    names = [line.split("\t")[0] for line in names_file.read_text().splitlines() if line.strip()]
+    return [f"{name}/{name}_0001.jpg" for name in names[::step]]
+
+
+def load(path: Path) -> ImageArray:
+    if not path.exists():
+        pytest.skip(f"test data {path} is not available")
+    return read_image_file(path)
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> RetinaFaceDetector:
+    dest = tmp_path_factory.mktemp("detector") / "retinaface-mnet025"
+    manifest = build_retinaface_pack(dest)
+    return RetinaFaceDetector(dest / manifest.file, threads=1)
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(GROUP_COUNTS.items()))
+def test_group_photos_find_every_face_once(detector: RetinaFaceDetector, name: str, expected: int) -> None:
+    image = load(GROUP / name)
+    faces = detector.detect(image)
+    assert len(faces) == expected
+    areas = [f.width * f.height for f in faces]
+    assert areas == sorted(areas, reverse=True)
+    height, width = image.shape[:2]
+    for face in faces:
+        x1, y1, x2, y2 = face.box
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert face.score >= detector.score_threshold
+
+
+def test_large_faces_come_back_in_original_pixels(detector: RetinaFaceDetector) -> None:
+    """couple.jpg's ~600 px faces: found once each at the working size, then scaled back."""
+    faces = detector.detect(load(GROUP / "couple.jpg"))
+    assert len(faces) == 2
+    assert all(500 < face.size < 750 for face in faces)
+
+
+@pytest.mark.parametrize("name", NEGATIVE_FILES)
+def test_pictures_without_people_find_no_face(detector: RetinaFaceDetector, name: str) -> None:
+    assert detector.detect(load(NEGATIVES / name)) == []
+
+
+@pytest.mark.parametrize("relative", _lfw_sample())
+def test_lfw_centre_face_and_its_landmarks(detector: RetinaFaceDetector, relative: str) -> None:
+    image = load(LFW / "lfw-deepfunneled" / relative)
+    faces = detector.detect(image)
+    assert faces, "the labelled face was missed"
+    face = faces[0]  # others can appear at the edges; the labelled one is centred and largest
+    x1, y1, x2, y2 = face.box
+    assert x1 <= 125 <= x2 and y1 <= 125 <= y2
+    right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
+    assert right_eye[0] < left_eye[0] and right_mouth[0] < left_mouth[0]
+    assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
+    margin = 0.05 * face.size
+    assert np.all(face.landmarks >= face.box[:2] - margin)
+    assert np.all(face.landmarks <= face.box[2:] + margin)
+
+
+def test_landmarks_and_boxes_keep_subpixel_precision(detector: RetinaFaceDetector) -> None:
+    """Rounded landmarks would shift every aligned crop."""
+    face = detector.detect(load(GROUP / "two_people.jpg"))[0]
+    assert face.landmarks.dtype == np.float32 and face.landmarks.shape == (5, 2)
+    assert face.box.dtype == np.float32 and face.box.shape == (4,)
+    assert np.any(face.landmarks != np.round(face.landmarks))
+
+
+def test_max_faces_keeps_the_largest(detector: RetinaFaceDetector) -> None:
+    image = load(GROUP / "nba_faces.jpg")
+    everyone = detector.detect(image)
+    largest = detector.detect(image, max_faces=1)
+    assert len(largest) == 1
+    np.testing.assert_array_equal(largest[0].box, everyone[0].box)
+    assert detector.detect(image, max_faces=0) == []
+
+
+def test_min_face_size_drops_small_faces(detector: RetinaFaceDetector) -> None:
+    image = load(GROUP / "nba_faces.jpg")
+    everyone = detector.detect(image)
+    biggest = max(face.size for face in everyone)
+    assert detector.detect(image, min_face_size=int(biggest) + 1) == []
+    middle = sorted(face.size for face in everyone)[len(everyone) // 2]
+    kept = detector.detect(image, min_face_size=int(np.ceil(middle)))
+    assert 0 < len(kept) < len(everyone)
+    assert all(face.size >= middle for face in kept)
+
+
+def test_score_threshold_is_honoured(detector: RetinaFaceDetector) -> None:
+    image = load(GROUP / "selfie-many-people.jpg")
+    default = detector.detect(image)
+    strict = detector.detect(image, score_threshold=0.95)
+    assert len(strict) < len(default)
+    assert all(face.score >= 0.95 for face in strict)
+    loose = detector.detect(image, score_threshold=0.5)
+    assert len(loose) >= len(default)
+    with pytest.raises(ValueError):
+        detector.detect(image, score_threshold=1.5)
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 1, 3), (14, 25, 3), (250, 250, 3), (3000, 2, 3), (2, 5000, 3)], ids=str
+)
+def test_blank_and_odd_sized_images_find_nothing(
+    detector: RetinaFaceDetector, shape: tuple[int, ...]
+) -> None:
+    assert detector.detect(np.full(shape, 128, np.uint8)) == []
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((50, 50), np.uint8),
+        np.zeros((50, 50, 4), np.uint8),
+        np.zeros((50, 50, 3), np.float32),
+        np.zeros((0, 50, 3), np.uint8),
+    ],
+    ids=["grey-2d", "rgba", "float", "empty"],
+)
+def test_non_rgb_arrays_are_refused(detector: RetinaFaceDetector, image: np.ndarray) -> None:
+    with pytest.raises(ValueError):
+        detector.detect(image)
+
+
+@pytest.mark.parametrize(("height", "width"), [(250, 250), (427, 640), (77, 100)])
+def test_anchors_match_the_graph_without_padding(
+    detector: RetinaFaceDetector, height: int, width: int
+) -> None:
+    """The graph takes any size; the decoder must lay out one anchor per output row."""
+    loc, _, _ = detector.session.run(None, {"input": np.zeros((1, 3, height, width), np.float32)})
+    assert anchors_for(height, width).shape == (loc.shape[1], 4)
+
+
+def test_nms_agrees_with_opencv() -> None:
+    rng = np.random.default_rng(7)
+    corners = rng.uniform(0, 200, size=(300, 2)).astype(np.float32)  # (N, 2)
+    sizes = rng.uniform(10, 60, size=(300, 2)).astype(np.float32)  # (N, 2)
+    boxes = np.hstack([corners, corners + sizes])  # (N, 4)
+    scores = rng.uniform(0, 1, size=300).astype(np.float32)  # (N,)
+    ours = nms(boxes, scores, 0.4)
+    xywh = np.hstack([corners, sizes]).tolist()
+    reference = cv2.dnn.NMSBoxes(xywh, scores.tolist(), 0.0, 0.4)
+    assert sorted(ours.tolist()) == sorted(np.asarray(reference).ravel().tolist())

@@ -1,0 +1,81 @@
+"""Face geometry: the similarity fit, alignment and pixel normalisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from app.pipeline.geometry import (
+    ARCFACE_112,
+    align_to_template,
+    estimate_similarity,
+    normalise_pixels,
+    template_for_size,
+    transform_points,
+)
+
+
+def _similarity(scale: float, angle: float, tx: float, ty: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[scale * c, -scale * s, tx], [scale * s, scale * c, ty]])
+
+
+def test_similarity_fit_recovers_a_known_transform() -> None:
+    truth = _similarity(1.7, 0.3, 12.0, -5.0)
+    src = ARCFACE_112.astype(np.float64) * 2.0 + 40.0
+    dst = transform_points(truth, src)
+    np.testing.assert_allclose(estimate_similarity(src, dst), truth, atol=1e-4)
+
+
+def test_similarity_fit_is_least_squares_under_noise() -> None:
+    rng = np.random.default_rng(0)
+    truth = _similarity(0.5, -0.2, 3.0, 7.0)
+    src = rng.uniform(0, 200, size=(5, 2))
+    dst = transform_points(truth, src) + rng.normal(0, 0.5, size=(5, 2))
+    fitted = estimate_similarity(src, dst)
+    residual = np.linalg.norm(transform_points(fitted, src) - dst)
+    # The exact transform is no better than the least-squares fit.
+    assert residual <= np.linalg.norm(transform_points(truth, src) - dst) + 1e-9
+
+
+def test_similarity_fit_never_reflects() -> None:
+    src = ARCFACE_112.astype(np.float64)
+    mirrored = src * np.array([-1.0, 1.0])
+    matrix = estimate_similarity(src, mirrored)
+    assert np.linalg.det(matrix[:, :2]) > 0
+
+
+def test_similarity_fit_rejects_mismatched_points() -> None:
+    with pytest.raises(ValueError):
+        estimate_similarity(ARCFACE_112, ARCFACE_112[:3])
+
+
+def test_alignment_puts_landmarks_on_the_template() -> None:
+    # Draw five dots where a rotated, shifted face's landmarks are, align, and
+    # find the dots again at the template's positions.
+    truth = _similarity(2.0, 0.25, 60.0, 30.0)
+    landmarks = transform_points(truth, ARCFACE_112)
+    image = np.zeros((400, 400, 3), dtype=np.uint8)
+    for x, y in landmarks:
+        image[int(round(y)) - 2 : int(round(y)) + 3, int(round(x)) - 2 : int(round(x)) + 3] = 255
+    crop = align_to_template(image, landmarks, ARCFACE_112, (112, 112))
+    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+    for x, y in ARCFACE_112:
+        assert crop[int(round(y)), int(round(x))].max() > 100
+
+
+def test_template_scales_with_crop_size() -> None:
+    np.testing.assert_allclose(template_for_size(128), ARCFACE_112 * 128 / 112, rtol=1e-6)
+
+
+def test_normalise_pixels_layout_and_channel_order() -> None:
+    crops = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    crops[..., 0] = 200  # red
+    rgb = normalise_pixels(crops, mean=[100, 0, 0], std=[50, 1, 1], color_order="RGB", layout="NCHW")
+    assert rgb.shape == (2, 3, 4, 4) and rgb.dtype == np.float32
+    assert np.all(rgb[:, 0] == 2.0) and np.all(rgb[:, 1] == 0.0)
+    bgr = normalise_pixels(crops, mean=[0, 0, 0], std=[1, 1, 1], color_order="BGR", layout="NHWC")
+    assert bgr.shape == (2, 4, 4, 3)
+    assert np.all(bgr[..., 2] == 200) and np.all(bgr[..., 0] == 0)
