@@ -100,8 +100,8 @@ def main() -> None:
     spread = np.linalg.norm(stacked - template, axis=2).mean(axis=0)
     result = {
         "faces": len(points),
-        "template": np.round(template, 4).tolist(),
-        "mean_point_spread_px": np.round(spread, 3).tolist(),
+        "template": np.round(template.astype(np.float64), 3).tolist(),
+        "mean_point_spread_px": np.round(spread.astype(np.float64), 2).tolist(),
         "chip_rebuild_mean_abs_diff": round(float(np.median(warp_errors)), 3),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
