@@ -20,6 +20,8 @@ class Settings(BaseSettings):
 
     models_dir: Path = Field(default_factory=lambda: _project_root() / "models")
     data_dir: Path = Field(default_factory=lambda: _project_root() / "data")
+    # SQLite under data_dir when unset; PostgreSQL: postgresql+psycopg://user@host/db
+    database_url: str | None = None
 
     detector: str = "retinaface-mnet025"
     embedder: str = "dlib-resnet-v1"

@@ -1,0 +1,159 @@
+"""Face templates: every insert and delete also writes the change log, in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.changes import lock_change_log, record_changes
+from app.db.embeddings import embedding_to_bytes
+from app.db.models import Face, Subject
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class EmbeddingBatch:
+    """Rows ready for ``index.add_with_ids``."""
+
+    face_ids: npt.NDArray[np.int64]  # (N,)
+    subject_ids: npt.NDArray[np.int64]  # (N,)
+    vectors: npt.NDArray[np.float32]  # (N, D)
+
+
+def add_face(
+    session: Session,
+    subject: Subject,
+    embedding: npt.ArrayLike,
+    *,
+    model_name: str,
+    model_version: str,
+    box: Box,
+    det_score: float,
+    quality: float,
+    image_sha256: str,
+    quality_json: dict[str, Any] | None = None,
+    crop: bytes | None = None,
+) -> Face | None:
+    """Store a template; ``None`` when this subject already has one from the same image and model."""
+    data = embedding_to_bytes(embedding)
+    lock_change_log(session)
+    duplicate = session.scalar(
+        select(Face.id).where(
+            Face.subject_id == subject.id,
+            Face.image_sha256 == image_sha256,
+            Face.model_name == model_name,
+        )
+    )
+    if duplicate is not None:
+        return None
+    x1, y1, x2, y2 = box
+    face = Face(
+        subject=subject,
+        embedding=data,
+        embedding_dim=len(data) // 4,
+        model_name=model_name,
+        model_version=model_version,
+        box_x1=x1,
+        box_y1=y1,
+        box_x2=x2,
+        box_y2=y2,
+        det_score=det_score,
+        quality=quality,
+        quality_json=quality_json or {},
+        image_sha256=image_sha256,
+        crop=crop,
+    )
+    session.add(face)
+    session.flush()
+    record_changes(session, "add", [(face.id, subject.id)])
+    return face
+
+
+def get_face_by_public_id(session: Session, public_id: str) -> Face | None:
+    return session.scalar(select(Face).where(Face.public_id == public_id))
+
+
+def list_faces(session: Session, subject_id: int) -> list[Face]:
+    return list(session.scalars(select(Face).where(Face.subject_id == subject_id).order_by(Face.id)))
+
+
+def delete_face(session: Session, face: Face) -> None:
+    lock_change_log(session)
+    record_changes(session, "remove", [(face.id, face.subject_id)])
+    session.delete(face)
+    session.flush()
+
+
+def count_faces(session: Session, model_name: str | None = None) -> int:
+    query = select(func.count()).select_from(Face)
+    if model_name is not None:
+        query = query.where(Face.model_name == model_name)
+    return session.scalar(query) or 0
+
+
+def iter_embedding_batches(
+    session: Session, model_name: str, batch_size: int = 4096
+) -> Iterator[EmbeddingBatch]:
+    """All of one model's templates in id order, a batch at a time, for index rebuilds.
+
+    Read ``current_change_seq`` first, in the same transaction: on PostgreSQL
+    each batch may also see later commits, so replaying the changes after
+    that seq must be idempotent (remove an id before adding it).
+    """
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Face.id, Face.subject_id, Face.embedding, Face.embedding_dim)
+            .where(Face.model_name == model_name, Face.id > last_id)
+            .order_by(Face.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            return
+        yield _to_batch(rows)
+        last_id = rows[-1].id
+
+
+def iter_embeddings(
+    session: Session, model_name: str, batch_size: int = 4096
+) -> Iterator[tuple[int, int, npt.NDArray[np.float32]]]:
+    """``(face_id, subject_id, embedding)`` one at a time; see ``iter_embedding_batches``."""
+    for batch in iter_embedding_batches(session, model_name, batch_size):
+        for face_id, subject_id, vector in zip(batch.face_ids, batch.subject_ids, batch.vectors, strict=True):
+            yield int(face_id), int(subject_id), vector
+
+
+def load_embeddings(session: Session, face_ids: Iterable[int], model_name: str) -> EmbeddingBatch | None:
+    """The named faces that still exist for ``model_name``: what a follower adds for 'add' changes."""
+    wanted = sorted(set(face_ids))
+    if not wanted:
+        return None
+    rows = session.execute(
+        select(Face.id, Face.subject_id, Face.embedding, Face.embedding_dim)
+        .where(Face.model_name == model_name, Face.id.in_(wanted))
+        .order_by(Face.id)
+    ).all()
+    return _to_batch(rows) if rows else None
+
+
+def _to_batch(rows: Sequence[tuple[int, int, bytes, int]]) -> EmbeddingBatch:
+    """Rows of ``(id, subject_id, embedding, embedding_dim)`` as arrays."""
+    dims = {dim for _, _, _, dim in rows}
+    if len(dims) != 1:
+        raise ValueError(f"one model's embeddings have different sizes: {sorted(dims)}")
+    dim = dims.pop()
+    vectors = np.frombuffer(b"".join(blob for _, _, blob, _ in rows), dtype="<f4").reshape(len(rows), dim)
+    return EmbeddingBatch(
+        face_ids=np.fromiter((face_id for face_id, _, _, _ in rows), dtype=np.int64, count=len(rows)),
+        subject_ids=np.fromiter(
+            (subject_id for _, subject_id, _, _ in rows), dtype=np.int64, count=len(rows)
+        ),
+        vectors=vectors.astype(np.float32),
+    )

@@ -1,0 +1,34 @@
+"""Operating settings changed at run time (thresholds), kept as JSON by key.
+
+Distinct from ``app.core.settings``, which is the process's start-up
+configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import Setting
+
+
+def get_setting(session: Session, key: str, default: Any = None) -> Any:
+    row = session.get(Setting, key)
+    return default if row is None else row.value
+
+
+def set_setting(session: Session, key: str, value: Any) -> Setting:
+    row = session.get(Setting, key)
+    if row is None:
+        row = Setting(key=key, value=value)
+        session.add(row)
+    else:
+        row.value = value
+    session.flush()
+    return row
+
+
+def all_settings(session: Session) -> dict[str, Any]:
+    return {row.key: row.value for row in session.scalars(select(Setting).order_by(Setting.key))}

@@ -1,0 +1,48 @@
+"""Small builders shared by the storage tests."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.orm import Session
+
+from app.db.faces import add_face
+from app.db.models import Face, Subject
+
+MODEL = "dlib-resnet-v1"
+
+
+def unit_vector(seed: int, dim: int = 128) -> npt.NDArray[np.float32]:
+    vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def sha256(image: bytes) -> str:
+    return hashlib.sha256(image).hexdigest()
+
+
+def add_test_face(
+    session: Session,
+    subject: Subject,
+    *,
+    seed: int = 0,
+    image: bytes = b"photo-0",
+    model_name: str = MODEL,
+    dim: int = 128,
+    crop: bytes | None = None,
+) -> Face | None:
+    return add_face(
+        session,
+        subject,
+        unit_vector(seed, dim),
+        model_name=model_name,
+        model_version="1",
+        box=(10.0, 20.0, 110.0, 140.0),
+        det_score=0.99,
+        quality=0.8,
+        image_sha256=sha256(image),
+        quality_json={"sharpness": 0.7},
+        crop=crop,
+    )

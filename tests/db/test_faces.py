@@ -1,0 +1,94 @@
+"""Face templates: duplicates, embeddings read back bit for bit, ids never reused."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.db.faces import (
+    count_faces,
+    delete_face,
+    get_face_by_public_id,
+    iter_embedding_batches,
+    iter_embeddings,
+    list_faces,
+    load_embeddings,
+)
+from app.db.subjects import get_or_create_subject
+from tests.db.factories import MODEL, add_test_face, unit_vector
+
+
+def test_same_image_twice_for_a_subject_is_one_template(session: Session) -> None:
+    alice, _ = get_or_create_subject(session, "alice")
+    bob, _ = get_or_create_subject(session, "bob")
+    first = add_test_face(session, alice, image=b"group-photo")
+    assert first is not None
+    assert add_test_face(session, alice, seed=1, image=b"group-photo") is None
+    assert add_test_face(session, bob, image=b"group-photo") is not None
+    assert add_test_face(session, alice, image=b"group-photo", model_name="other-model") is not None
+    assert [face.id for face in list_faces(session, alice.id)] == [first.id, first.id + 2]
+    assert count_faces(session, MODEL) == 2
+    assert count_faces(session) == 3
+
+
+def test_stored_face_reads_back_exactly(session: Session) -> None:
+    subject, _ = get_or_create_subject(session, "carol")
+    face = add_test_face(session, subject, seed=5, crop=b"\x89PNG fake crop")
+    assert face is not None
+    session.expunge_all()
+    reread = get_face_by_public_id(session, face.public_id)
+    assert reread is not None
+    assert len(reread.public_id) == 32
+    assert reread.embedding_dim == 128
+    assert reread.embedding == unit_vector(5).astype("<f4").tobytes()
+    assert (reread.box_x1, reread.box_y1, reread.box_x2, reread.box_y2) == (10.0, 20.0, 110.0, 140.0)
+    assert reread.quality_json == {"sharpness": 0.7}
+    assert reread.crop == b"\x89PNG fake crop"
+    assert reread.subject.external_id == "carol"
+
+
+def test_rebuild_reads_every_template_of_one_model(session: Session) -> None:
+    subjects = [get_or_create_subject(session, f"s{number}")[0] for number in range(3)]
+    expected = {}
+    for seed in range(10):
+        subject = subjects[seed % 3]
+        face = add_test_face(session, subject, seed=seed, image=f"img{seed}".encode())
+        assert face is not None
+        expected[face.id] = (subject.id, unit_vector(seed))
+    add_test_face(session, subjects[0], image=b"img0", model_name="another-model", dim=512)
+
+    batches = list(iter_embedding_batches(session, MODEL, batch_size=4))
+    assert [len(batch.face_ids) for batch in batches] == [4, 4, 2]
+    ids = np.concatenate([batch.face_ids for batch in batches])
+    assert ids.tolist() == sorted(expected)
+    for batch in batches:
+        assert batch.vectors.dtype == np.float32 and batch.vectors.shape[1] == 128
+    rows = list(iter_embeddings(session, MODEL, batch_size=3))
+    assert len(rows) == 10
+    for face_id, subject_id, vector in rows:
+        assert subject_id == expected[face_id][0]
+        np.testing.assert_array_equal(vector, expected[face_id][1])
+
+
+def test_followers_load_only_faces_that_still_exist(session: Session) -> None:
+    subject, _ = get_or_create_subject(session, "dave")
+    kept = add_test_face(session, subject, image=b"a")
+    gone = add_test_face(session, subject, image=b"b")
+    assert kept is not None and gone is not None
+    gone_id = gone.id
+    delete_face(session, gone)
+    batch = load_embeddings(session, [kept.id, gone_id], MODEL)
+    assert batch is not None
+    assert batch.face_ids.tolist() == [kept.id]
+    assert load_embeddings(session, [gone_id], MODEL) is None
+
+
+def test_a_deleted_face_id_is_never_handed_out_again(session: Session) -> None:
+    subject, _ = get_or_create_subject(session, "erin")
+    newest = add_test_face(session, subject, image=b"first")
+    assert newest is not None
+    old_id = newest.id
+    delete_face(session, newest)
+    replacement = add_test_face(session, subject, image=b"second")
+    assert replacement is not None
+    assert replacement.id > old_id
