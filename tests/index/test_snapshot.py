@@ -1,0 +1,89 @@
+"""Snapshots: a round trip changes nothing; a bad or foreign file is refused, never raised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.index import FaceIndex, IndexKind
+from app.pipeline.similarity import Metric
+from tests.index.gallery import Gallery, index_of, make_gallery
+
+
+@pytest.fixture(scope="module")
+def gallery() -> Gallery:
+    return make_gallery(seed=1, n_faces=600, n_subjects=100, dim=64)
+
+
+@pytest.mark.parametrize(("metric", "kind"), [("cosine", "flat"), ("euclidean", "flat"), ("cosine", "hnsw")])
+def test_round_trip_gives_identical_results(
+    gallery: Gallery, metric: Metric, kind: IndexKind, tmp_path: Path
+) -> None:
+    index = index_of(gallery, metric, kind)
+    index.remove(gallery.face_ids[:7])  # tombstoned slots travel with the snapshot
+    path = tmp_path / "index.npz"
+    index.save(path, applied_seq=42)
+    loaded = FaceIndex.load(path, expected_dim=64, metric=metric, kind=kind, use_gpu=False)
+    assert loaded is not None
+    assert loaded.applied_seq == 42 and loaded.kind == kind and len(loaded) == len(index)
+    np.testing.assert_array_equal(loaded.face_ids(), index.face_ids())
+    for got, want in zip(
+        loaded.search_templates(gallery.queries, 10), index.search_templates(gallery.queries, 10), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+    assert loaded.search_subjects(gallery.queries, 5) == index.search_subjects(gallery.queries, 5)
+    assert [p.name for p in tmp_path.iterdir()] == ["index.npz"]  # no temporary file left behind
+    loaded.add(gallery.face_ids[:7], gallery.subject_ids[:7], gallery.embeddings[:7])
+    assert len(loaded) == len(gallery.face_ids)
+
+
+def test_saving_again_replaces_the_snapshot(gallery: Gallery, tmp_path: Path) -> None:
+    path = tmp_path / "index.npz"
+    index = index_of(gallery, "cosine")
+    index.applied_seq = 3
+    index.save(path)
+    index.remove(gallery.face_ids[:10])
+    index.applied_seq = 4
+    index.save(path)
+    loaded = FaceIndex.load(path, 64, "cosine", use_gpu=False)
+    assert loaded is not None and loaded.applied_seq == 4 and len(loaded) == len(gallery.face_ids) - 10
+
+
+def test_mismatching_snapshots_are_refused(gallery: Gallery, tmp_path: Path) -> None:
+    path = tmp_path / "index.npz"
+    index_of(gallery, "cosine").save(path, applied_seq=1)
+    assert FaceIndex.load(path, expected_dim=128, metric="cosine", use_gpu=False) is None
+    assert FaceIndex.load(path, expected_dim=64, metric="euclidean", use_gpu=False) is None
+    assert FaceIndex.load(path, expected_dim=64, metric="cosine", kind="hnsw", use_gpu=False) is None
+    assert FaceIndex.load(path, expected_dim=64, metric="cosine", kind="flat", use_gpu=False) is not None
+
+
+def test_missing_and_corrupt_snapshots_are_refused(gallery: Gallery, tmp_path: Path) -> None:
+    path = tmp_path / "index.npz"
+    assert FaceIndex.load(path, 64, "cosine") is None
+    index_of(gallery, "cosine").save(path, applied_seq=1)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert FaceIndex.load(path, 64, "cosine", use_gpu=False) is None
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    assert FaceIndex.load(path, 64, "cosine", use_gpu=False) is None
+    path.write_bytes(b"")
+    assert FaceIndex.load(path, 64, "cosine", use_gpu=False) is None
+
+
+def test_a_snapshot_whose_parts_disagree_is_refused(gallery: Gallery, tmp_path: Path) -> None:
+    """A valid archive with a damaged FAISS blob or id map must not load."""
+    path = tmp_path / "index.npz"
+    index_of(gallery, "cosine").save(path, applied_seq=1)
+    with np.load(path) as data:
+        parts = {name: data[name] for name in data.files}
+    for name, damaged in [
+        ("index", parts["index"][:100]),
+        ("slot_face_ids", parts["slot_face_ids"][:-1]),
+        ("meta", np.frombuffer(b"{not json", dtype=np.uint8)),
+    ]:
+        with path.open("wb") as handle:
+            np.savez(handle, **{**parts, name: damaged})
+        assert FaceIndex.load(path, 64, "cosine", use_gpu=False) is None, name
