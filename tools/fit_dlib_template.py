@@ -55,7 +55,11 @@ def chip_mapping(details: dlib.chip_details) -> np.ndarray:
         return cos_a * dx - sin_a * dy + cx, sin_a * dx + cos_a * dy + cy
 
     src = np.array(
-        [rotate(rect.left(), rect.top()), rotate(rect.right(), rect.top()), rotate(rect.right(), rect.bottom())],
+        [
+            rotate(rect.left(), rect.top()),
+            rotate(rect.right(), rect.top()),
+            rotate(rect.right(), rect.bottom()),
+        ],
         dtype=np.float32,
     )
     dst = np.array([[0, 0], [details.cols - 1, 0], [details.cols - 1, details.rows - 1]], dtype=np.float32)
@@ -63,7 +67,9 @@ def chip_mapping(details: dlib.chip_details) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw/lfw-deepfunneled"))
     parser.add_argument("--count", type=int, default=400)
     parser.add_argument("--out", type=Path, required=True)

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, gt=0)
 
     detector_max_side: int = Field(default=640, ge=64, le=4096)
+    # Smaller images are scaled up (at most 2x) for steadier landmarks.
+    detector_min_side: int = Field(default=500, ge=0, le=4096)
     detector_score_threshold: float = Field(default=0.8, gt=0.0, lt=1.0)
     detector_nms_threshold: float = Field(default=0.4, gt=0.0, lt=1.0)
     min_face_size: int = Field(default=20, ge=0)

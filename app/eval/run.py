@@ -28,7 +28,7 @@ def _no_face_summary(embedded: EmbeddedSet) -> dict[str, Any]:
         "count": len(embedded.no_face) + len(embedded.unreadable),
         "images": [str(p) for p in embedded.no_face] + [str(p) for p in embedded.unreadable],
         "retried_at_low_threshold": len(embedded.retried),
-        "handling": "pairs with a faceless image are scored as non-matches (counted as errors when same-person)",
+        "handling": "a pair with a faceless image scores as a non-match (an error when same-person)",
     }
 
 

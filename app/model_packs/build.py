@@ -53,7 +53,9 @@ def _up_to_date(name: str, model_dir: Path) -> bool:
         return True
     seed = json.loads(DLIB_SEED.read_text())
     built = json.loads((model_dir / "manifest.json").read_text())
-    return all(built.get(key) == value for key, value in seed.items() if key not in {"sha256", "source_package"})
+    return all(
+        built.get(key) == value for key, value in seed.items() if key not in {"sha256", "source_package"}
+    )
 
 
 def build_default_pack(models_dir: Path, *, force: bool = False) -> dict[str, ModelManifest]:

@@ -5,11 +5,15 @@ which rounds to whole pixels), so boxes and landmarks stay in float pixels:
 on a small face scaled up for alignment, half a pixel of rounding becomes
 several pixels of crop misplacement.
 
-The image is run at a bounded working size (long side at most ``max_side``,
-never upscaled). That bounds time and memory for a 12-megapixel upload and
-matches the face sizes the anchors cover: at full resolution a 600-pixel
-face is larger than the biggest anchor (512) and comes back as several
-partial boxes that NMS does not merge.
+The image is run at a bounded working size: its long side is brought into
+[``min_side``, ``max_side``]. The upper bound bounds time and memory for a
+12-megapixel upload and matches the face sizes the anchors cover: at full
+resolution a 600-pixel face is larger than the biggest anchor (512) and
+comes back as several partial boxes that NMS does not merge. The lower bound
+scales small photos up: on a 250-pixel LFW image the landmarks of its
+110-pixel face are visibly noisier than at twice the size, and alignment
+inherits that noise (LFW View 1 DevTest AUC 0.9966 at 250 px, 0.9986 at
+500 px; measured with the dlib model).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ SIZE_VARIANCE: Final = 0.2
 DEFAULT_SCORE_THRESHOLD: Final = 0.8
 DEFAULT_NMS_THRESHOLD: Final = 0.4
 DEFAULT_MAX_SIDE: Final = 640
+DEFAULT_MIN_SIDE: Final = 500
+_MAX_UPSCALE: Final = 2.0
 DEFAULT_MIN_FACE_SIZE: Final = 20
 
 
@@ -118,6 +124,7 @@ class RetinaFaceDetector:
         model_path: Path,
         *,
         max_side: int = DEFAULT_MAX_SIDE,
+        min_side: int = DEFAULT_MIN_SIDE,
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         nms_threshold: float = DEFAULT_NMS_THRESHOLD,
         min_face_size: int = DEFAULT_MIN_FACE_SIZE,
@@ -126,11 +133,14 @@ class RetinaFaceDetector:
     ) -> None:
         if max_side < 32:
             raise ValueError(f"max_side must be at least 32, got {max_side}")
+        if not 0 <= min_side <= max_side:
+            raise ValueError(f"min_side must be in [0, max_side], got {min_side}")
         _check_threshold("score_threshold", score_threshold)
         _check_threshold("nms_threshold", nms_threshold)
         if min_face_size < 0:
             raise ValueError(f"min_face_size must be >= 0, got {min_face_size}")
         self.max_side = max_side
+        self.min_side = min_side
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.min_face_size = min_face_size
@@ -183,13 +193,19 @@ class RetinaFaceDetector:
         return detections if max_faces is None else detections[:max_faces]
 
     def _working_image(self, image: ImageArray) -> tuple[ImageArray, float, float]:
-        """Shrink so the long side is at most ``max_side``; returns the per-axis scale used."""
+        """Bring the long side into [``min_side``, ``max_side``]; returns the per-axis scale used."""
         height, width = image.shape[:2]
-        factor = self.max_side / max(height, width)
-        if factor >= 1.0:
+        long_side = max(height, width)
+        if long_side > self.max_side:
+            factor, interpolation = self.max_side / long_side, cv2.INTER_AREA
+        elif long_side < self.min_side:
+            # At most doubled: a thumbnail blown up further shows the detector
+            # faces in its blur that are not there.
+            factor, interpolation = min(self.min_side / long_side, _MAX_UPSCALE), cv2.INTER_LINEAR
+        else:
             return image, 1.0, 1.0
         new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
-        resized = np.asarray(cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA), np.uint8)
+        resized = np.asarray(cv2.resize(image, (new_w, new_h), interpolation=interpolation), np.uint8)
         return resized, new_w / width, new_h / height
 
     def _to_input(self, image: ImageArray) -> FloatArray:

@@ -72,6 +72,7 @@ class FacePipeline:
         detector = RetinaFaceDetector(
             detector_dir / detector_manifest.file,
             max_side=settings.detector_max_side,
+            min_side=settings.detector_min_side,
             score_threshold=settings.detector_score_threshold,
             nms_threshold=settings.detector_nms_threshold,
             min_face_size=settings.min_face_size,

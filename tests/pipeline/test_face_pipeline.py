@@ -1,0 +1,83 @@
+"""The whole pipeline on real photos: same person scores above different people."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.pipeline.face_pipeline import FacePipeline
+from app.pipeline.similarity import pairwise_similarity
+from tests.conftest import SHARED_DATA, load, require_data
+
+IDENTITIES = SHARED_DATA / "identities"
+
+
+@pytest.fixture(scope="module")
+def identity_embeddings(pipeline: FacePipeline) -> tuple[np.ndarray, list[str]]:
+    """The largest face of every labelled photo, embedded once."""
+    rows = list(csv.DictReader((require_data(IDENTITIES) / "labels.csv").open()))
+    embeddings, labels = [], []
+    for row in rows:
+        faces = pipeline.analyze(load(IDENTITIES / row["path"]), max_faces=1)
+        assert faces, f"no face found in {row['path']}"
+        embeddings.append(faces[0].embedding)
+        labels.append(row["identity"])
+    return np.stack(embeddings), labels
+
+
+def test_same_person_scores_above_different_people(
+    pipeline: FacePipeline, identity_embeddings: tuple[np.ndarray, list[str]]
+) -> None:
+    embeddings, labels = identity_embeddings
+    sims = pairwise_similarity(embeddings, embeddings, pipeline.metric)
+    same = np.equal.outer(labels, labels)
+    upper = np.triu(np.ones_like(same), k=1).astype(bool)
+    genuine, impostor = sims[same & upper], sims[~same & upper]
+    assert np.median(genuine) > np.percentile(impostor, 99)
+    # The threshold calibrated for FAR 1e-3 accepts most genuine pairs and few impostors.
+    threshold = pipeline.model.threshold_at(1e-3)
+    assert (genuine >= threshold).mean() > 0.9
+    assert (impostor >= threshold).mean() < 0.01
+
+
+def test_nearest_other_photo_is_the_same_person(
+    pipeline: FacePipeline, identity_embeddings: tuple[np.ndarray, list[str]]
+) -> None:
+    embeddings, labels = identity_embeddings
+    sims = pairwise_similarity(embeddings, embeddings, pipeline.metric)
+    np.fill_diagonal(sims, -np.inf)
+    counts = defaultdict(int)
+    for label in labels:
+        counts[label] += 1
+    probes = [i for i, label in enumerate(labels) if counts[label] > 1]
+    hits = sum(labels[int(np.argmax(sims[i]))] == labels[i] for i in probes)
+    assert hits / len(probes) >= 0.9
+
+
+def test_analyze_reports_faces_largest_first_with_quality(pipeline: FacePipeline) -> None:
+    faces = pipeline.analyze(load(SHARED_DATA / "group" / "obama_and_biden.jpg"))
+    assert len(faces) == 3
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
+    assert areas == sorted(areas, reverse=True)
+    for face in faces:
+        assert face.embedding.shape == (pipeline.model.embedding_size,)
+        assert np.isfinite(face.embedding).all()
+        assert face.crop.shape == (*pipeline.embedder.crop_size[::-1], 3)
+        assert 0.0 < face.quality.score <= 1.0
+
+
+def test_blurred_face_has_lower_quality_than_a_sharp_one(pipeline: FacePipeline) -> None:
+    sharp = pipeline.analyze(load(SHARED_DATA / "awkward" / "astronaut_face.png"), max_faces=1)
+    blurred = pipeline.analyze(load(SHARED_DATA / "awkward" / "blurred_face.jpg"), max_faces=1)
+    assert sharp and blurred
+    assert blurred[0].quality.sharpness < sharp[0].quality.sharpness
+
+
+def test_no_face_gives_no_embeddings(pipeline: FacePipeline) -> None:
+    negatives = sorted(Path(require_data(SHARED_DATA / "negatives")).iterdir())[:3]
+    for path in negatives:
+        assert pipeline.analyze(load(path)) == []
