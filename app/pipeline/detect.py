@@ -215,7 +215,8 @@ class RetinaFaceDetector:
         OpenCV's blob builder does the swap, subtraction and transpose in one
         pass, about seven times faster than the same steps in numpy.
         """
-        blob = cv2.dnn.blobFromImage(image, 1.0, None, BGR_MEAN, swapRB=True, crop=False)
+        size = (image.shape[1], image.shape[0])
+        blob = cv2.dnn.blobFromImage(image, 1.0, size, BGR_MEAN, swapRB=True, crop=False)
         return np.asarray(blob, dtype=np.float32)  # (1, 3, H, W)
 
 
