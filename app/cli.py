@@ -5,10 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.core.logging import configure_logging
 from app.core.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -96,6 +103,119 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_calibrate(args: argparse.Namespace) -> int:
+    from app.eval.calibrate import calibrate_on_pair_list, write_calibration
+    from app.eval.run import evaluate_pairs
+    from app.pipeline.face_pipeline import FacePipeline
+
+    pipeline = FacePipeline.from_settings(_settings(args))
+    calibration = calibrate_on_pair_list(pipeline, args.root, args.pairs, cache_dir=args.cache)
+    if args.evaluate is not None:
+        accuracy = evaluate_pairs(pipeline, args.root, args.evaluate, cache_dir=args.cache, progress=False)
+        calibration["evaluation"] = {
+            f"{args.evaluate.stem}_accuracy": accuracy["accuracy_mean"],
+            f"{args.evaluate.stem}_auc": accuracy["auc"],
+            f"{args.evaluate.stem}_eer": accuracy["eer"],
+            "calibrated_on": calibration["source"],
+            "impostor_comparisons": calibration["impostor_comparisons"],
+        }
+    if args.manifest is not None:
+        write_calibration(args.manifest, calibration, calibration.get("evaluation", {}))
+    _emit(calibration, args.json)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP service with uvicorn; the database is prepared once, before any worker starts."""
+    import logging
+    import os
+
+    import uvicorn
+
+    from app.services.container import prepare_database
+
+    if args.models_dir:
+        # Workers started by import string read their settings from the environment.
+        os.environ["FACEREC_MODELS_DIR"] = str(args.models_dir)
+    settings = _settings(args)
+    logging.getLogger().setLevel(settings.log_level.upper())
+    if args.workers > 1 and settings.inference_workers == 0 and settings.inference_threads == 0:
+        # Share the cores between the worker processes (one single-threaded inference
+        # slot per core) instead of giving each process all of them.
+        cores = os.cpu_count() or 1
+        os.environ["FACEREC_INFERENCE_WORKERS"] = str(max(1, cores // args.workers))
+        os.environ["FACEREC_INFERENCE_THREADS"] = "1"
+    admin_key = prepare_database(settings)
+    if admin_key is not None:
+        print(f"first admin API key (shown once, store it now): {admin_key}", file=sys.stderr)
+    log_level = settings.log_level.lower()
+    if args.workers > 1:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=log_level,
+        )
+    else:
+        from app.main import create_app
+
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from app.services.keys import create_key
+
+    with _database_session(args) as session:
+        key, plaintext = create_key(session, args.role, args.name, actor="cli")
+        session.commit()
+    print(f"{args.role} key {key.prefix}… created; it is shown only now:")
+    print(plaintext)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from app.services.keys import list_keys
+
+    with _database_session(args) as session:
+        keys = list_keys(session, include_revoked=args.all)
+    print(f"{'PREFIX':<14}{'ROLE':<8}{'CREATED':<22}{'LAST USED':<22}{'REVOKED':<22}NAME")
+    for key in keys:
+        print(
+            f"{key.prefix:<14}{key.role:<8}{_when(key.created_at):<22}{_when(key.last_used_at):<22}"
+            f"{_when(key.revoked_at):<22}{key.name}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from app.services.keys import revoke_key
+
+    with _database_session(args) as session:
+        key = revoke_key(session, args.prefix, actor="cli")
+        session.commit()
+    print(f"revoked {key.role} key {key.prefix}")
+    return 0
+
+
+@contextmanager
+def _database_session(args: argparse.Namespace) -> Iterator[Session]:
+    from app.services.container import open_database
+
+    _, engine, session_factory = open_database(_settings(args))
+    try:
+        with session_factory() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _emit(summary: dict[str, object], out: Path | None) -> None:
     text = json.dumps(summary, indent=2)
     if out is not None:
@@ -139,7 +259,39 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("--json", type=Path, help="also write the summary here")
     identify.add_argument("--cache", type=Path, help="cache embeddings by file hash in this folder")
     identify.set_defaults(func=cmd_eval_identify)
+    calibrate = evaluate.add_parser("calibrate", help="thresholds at FAR 1e-2…1e-5 over all image pairs")
+    calibrate.add_argument("--root", type=Path, required=True, help="folder of <name>/<name>_NNNN.jpg")
+    calibrate.add_argument("--pairs", type=Path, required=True, help="pair list whose images are used")
+    calibrate.add_argument("--evaluate", type=Path, help="also measure accuracy on this pair list")
+    calibrate.add_argument("--manifest", type=Path, help="write thresholds and figures into this manifest")
+    calibrate.add_argument("--json", type=Path, help="also write the summary here")
+    calibrate.add_argument("--cache", type=Path, help="cache embeddings by file hash in this folder")
+    calibrate.set_defaults(func=cmd_eval_calibrate)
+    _add_service_commands(commands)
     return parser
+
+
+def _add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``serve`` and ``keys``: running the HTTP service and managing its API keys."""
+    serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models)")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--role", choices=["client", "admin"], required=True)
+    create.add_argument("--name", default="", help="who or what the key is for")
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke the key whose prefix starts with PREFIX")
+    revoke.add_argument("prefix")
+    revoke.set_defaults(func=cmd_keys_revoke)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,3 +49,71 @@ class ModelPackError(AppError):
 
     code = "model_pack_error"
     status = 500
+
+
+class ValidationFailed(AppError):
+    """The request is malformed: missing or unknown fields, values out of range, bad JSON."""
+
+    code = "validation_error"
+    status = 422
+
+
+class UnsupportedMediaType(AppError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class PayloadTooLarge(AppError):
+    """The request body passes ``max_request_bytes``; refused before it is read whole."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class Unauthorized(AppError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(AppError):
+    code = "forbidden"
+    status = 403
+
+
+class SubjectNotFound(AppError):
+    code = "subject_not_found"
+    status = 404
+
+
+class FaceNotFound(AppError):
+    code = "face_not_found"
+    status = 404
+
+
+class ApiKeyNotFound(AppError):
+    code = "api_key_not_found"
+    status = 404
+
+
+class RouteNotFound(AppError):
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowed(AppError):
+    code = "method_not_allowed"
+    status = 405
+
+
+class InternalError(AppError):
+    """The last resort: a bug, never a user's input."""
+
+    code = "internal_error"
+    status = 500
+
+
+class SubjectHasNoFaces(AppError):
+    """Verification against a subject that holds no template of the active model."""
+
+    code = "subject_has_no_faces"
+    status = 422

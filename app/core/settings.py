@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +40,46 @@ class Settings(BaseSettings):
     # 0 lets ONNX Runtime decide; the service sets it to match its thread pool.
     inference_threads: int = Field(default=0, ge=0)
     embed_batch_size: int = Field(default=16, ge=1, le=256)
+
+    # ----- the service ----------------------------------------------------
+    log_level: str = "INFO"
+    # Requests are refused (401) without a valid X-API-Key unless this is
+    # explicitly false: there is no implicit "open" mode.
+    auth_enabled: bool = True
+    # An admin key taken from the environment instead of one generated and
+    # printed on first start; at least 16 characters when set.
+    admin_key: SecretStr | None = None
+    # Whole request bodies (all images of an enrolment together), checked
+    # before the body is read.
+    max_request_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    enroll_max_images: int = Field(default=20, ge=1, le=1000)
+    # The enrolment quality gate, on the largest face of each image.
+    enroll_min_face_size: float = Field(default=40.0, ge=0.0)
+    enroll_min_det_score: float = Field(default=0.9, ge=0.0, le=1.0)
+    identify_max_faces: int = Field(default=20, ge=1, le=200)
+    # Keep each template's aligned crop (PNG) so templates can be rebuilt for
+    # a new model; false for privacy.
+    store_crops: bool = True
+    # Concurrent inferences per process; 0 = one per CPU core.
+    inference_workers: int = Field(default=0, ge=0)
+    index_kind: Literal["flat", "hnsw"] = "flat"
+    # None: GPU FAISS when the installed faiss sees a GPU (flat index only).
+    index_use_gpu: bool | None = None
+    index_sync_interval_s: float = Field(default=0.3, gt=0.0, le=60.0)
+    index_snapshot_interval_s: float = Field(default=300.0, gt=0.0)
+
+    @field_validator("admin_key")
+    @classmethod
+    def _usable_admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret.strip() != secret or len(secret) < 16:
+            raise ValueError(
+                "FACEREC_ADMIN_KEY must be at least 16 characters without surrounding spaces; "
+                "unset it to have an admin key generated on first start"
+            )
+        return value
 
     @field_validator("models_dir", "data_dir")
     @classmethod

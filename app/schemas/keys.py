@@ -1,0 +1,44 @@
+"""Admin key management."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from app.db.models import ApiKey
+from app.schemas.common import RequestModel
+
+
+class ApiKeyCreate(RequestModel):
+    role: Literal["client", "admin"]
+    name: str = Field(default="", max_length=255)
+
+
+class ApiKeyPublic(BaseModel):
+    prefix: str
+    role: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_key(cls, key: ApiKey) -> ApiKeyPublic:
+        return cls(
+            prefix=key.prefix,
+            role=key.role,
+            name=key.name,
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="the key itself: shown this once, stored only as a hash")
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyPublic]

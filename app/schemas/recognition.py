@@ -1,0 +1,88 @@
+"""POST /verify and POST /identify."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.schemas.common import Box, ImageData, ModelInfo, RequestModel, SubjectId
+
+Threshold = Annotated[float, Field(ge=-1.0, le=1.0, description="similarity threshold override")]
+
+
+class VerifyRequest(RequestModel):
+    """Either ``image_a`` and ``image_b`` (multipart: ``file_a``, ``file_b``), or ``image``
+    (multipart: ``file``) and ``subject_id``."""
+
+    image_a: ImageData | None = None
+    image_b: ImageData | None = None
+    image: ImageData | None = None
+    subject_id: SubjectId | None = None
+    threshold: Threshold | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> VerifyRequest:
+        pair = self.image_a is not None or self.image_b is not None
+        against_subject = self.image is not None or self.subject_id is not None
+        if pair == against_subject:
+            raise ValueError("send either file_a and file_b, or file and subject_id")
+        if pair and (self.image_a is None or self.image_b is None):
+            raise ValueError("both file_a and file_b are required")
+        if against_subject and (self.image is None or self.subject_id is None):
+            raise ValueError("both file and subject_id are required")
+        return self
+
+
+class DetectedFace(BaseModel):
+    box: Box
+    det_score: float
+
+
+class VerifyFaces(BaseModel):
+    a: DetectedFace = Field(description="the face used from image a (or the probe image)")
+    b: DetectedFace | None = Field(default=None, description="the face used from image b; null for a subject")
+
+
+class VerifyResult(BaseModel):
+    similarity: float
+    threshold: float = Field(description="the threshold in force (or the request's override)")
+    match: bool
+    faces: VerifyFaces
+    subject_id: str | None = Field(default=None, description="the subject verified against")
+    matched_face_id: str | None = Field(
+        default=None, description="against a subject: the template with the best similarity"
+    )
+    model: ModelInfo
+
+
+class IdentifyRequest(RequestModel):
+    image: ImageData
+    top_n: int = Field(default=5, ge=1, le=100)
+    threshold: Threshold | None = None
+    all_faces: bool = False
+
+
+class IdentifyCandidate(BaseModel):
+    subject_id: str
+    name: str | None
+    similarity: float
+    face_id: str = Field(description="the subject's template most similar to the probe")
+
+
+class IdentifyMatch(BaseModel):
+    subject_id: str
+    similarity: float
+
+
+class IdentifiedFace(BaseModel):
+    box: Box
+    det_score: float
+    candidates: list[IdentifyCandidate] = Field(description="distinct subjects, best first")
+    match: IdentifyMatch | None = Field(description="the top candidate if it clears the threshold, else null")
+
+
+class IdentifyResult(BaseModel):
+    faces: list[IdentifiedFace] = Field(description="largest face only unless all_faces")
+    threshold: float
+    model: ModelInfo

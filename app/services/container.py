@@ -1,0 +1,149 @@
+"""What the service loads once per process, in the app's lifespan: database, models, index.
+
+``start_services`` is the only place that builds them; ``stop_services``
+releases them and leaves an index snapshot for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.core.logging import log_event
+from app.core.settings import Settings
+from app.db.session import (
+    begin_write,
+    create_engine_for,
+    database_url,
+    make_session_factory,
+    upgrade_database,
+)
+from app.pipeline.face_pipeline import FacePipeline
+from app.pipeline.manifest import ModelManifest, load_manifest
+from app.services.index_sync import IndexFollower
+from app.services.inference import InferenceRunner, inference_settings
+from app.services.keys import ensure_first_admin_key
+from app.services.metrics import Metrics
+from app.services.thresholds import OperatingThresholds, default_thresholds, seed_thresholds
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database_url: str
+    engine: Engine
+    session_factory: Callable[[], Session]
+    pipeline: FacePipeline
+    inference: InferenceRunner
+    index: IndexFollower
+    default_thresholds: OperatingThresholds
+    metrics: Metrics = field(default_factory=Metrics)
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def model(self) -> ModelManifest:
+        return self.pipeline.model
+
+
+def initialise_database(
+    session_factory: Callable[[], Session], settings: Settings, defaults: OperatingThresholds
+) -> str | None:
+    """Seed the operating thresholds and the first admin key; returns a new key's plaintext.
+
+    Idempotent: a second worker, or a restart, finds both done.
+    """
+    with session_factory() as session:
+        begin_write(session)
+        seed_thresholds(session, defaults)
+        plaintext = ensure_first_admin_key(session, settings)
+        session.commit()
+    return plaintext
+
+
+def open_database(settings: Settings) -> tuple[str, Engine, Callable[[], Session]]:
+    """Migrate the configured database and connect to it: the URL, engine and session factory."""
+    url = database_url(settings)
+    upgrade_database(url)
+    engine = create_engine_for(url)
+    return url, engine, make_session_factory(engine)
+
+
+def prepare_database(settings: Settings) -> str | None:
+    """Migrations, thresholds and the first admin key, once, before several workers start.
+
+    Returns a newly created admin key's plaintext. Reads only the embedder's
+    manifest, not the models.
+    """
+    manifest = load_manifest(settings.models_dir / settings.embedder, verify=False)
+    _, engine, session_factory = open_database(settings)
+    try:
+        return initialise_database(session_factory, settings, default_thresholds(manifest))
+    finally:
+        engine.dispose()
+
+
+def announce_admin_key(plaintext: str) -> None:
+    """The one time a generated admin key is shown (the database keeps only its hash)."""
+    log_event(
+        logger,
+        "api_key.first_admin_key",
+        logging.WARNING,
+        key=plaintext,
+        note="shown once; store it now, or create another with `facerec keys create --role admin`",
+    )
+
+
+def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> Services:
+    """Migrate the database, load the models and the index, and start following the change log."""
+    url, engine, session_factory = open_database(settings)
+    pipeline_settings, workers = inference_settings(settings)
+    if pipeline is None:
+        pipeline = FacePipeline.from_settings(pipeline_settings)
+    manifest = pipeline.model
+    defaults = default_thresholds(manifest)
+    plaintext = initialise_database(session_factory, settings, defaults)
+    if plaintext is not None:
+        announce_admin_key(plaintext)
+    if manifest.embedding_size is None:
+        raise ValueError(f"embedder {manifest.name} declares no embedding_size")
+    follower = IndexFollower.open(
+        session_factory,
+        settings=settings,
+        database_url=url,
+        model_name=manifest.name,
+        dim=manifest.embedding_size,
+        metric=pipeline.metric,
+    )
+    follower.start()
+    log_event(
+        logger,
+        "service.started",
+        backend=engine.dialect.name,
+        model=manifest.name,
+        inference_workers=workers,
+        onnx_threads=pipeline_settings.inference_threads,
+        auth=settings.auth_enabled,
+    )
+    return Services(
+        settings=settings,
+        database_url=url,
+        engine=engine,
+        session_factory=session_factory,
+        pipeline=pipeline,
+        inference=InferenceRunner(pipeline, settings, workers),
+        index=follower,
+        default_thresholds=defaults,
+    )
+
+
+def stop_services(services: Services) -> None:
+    services.index.stop()
+    services.engine.dispose()
+    log_event(logger, "service.stopped")

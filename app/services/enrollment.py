@@ -1,0 +1,154 @@
+"""Enrol: remember a subject's face from one or more images.
+
+Each image contributes its largest face if that face passes the quality
+gate; images that fail are listed in ``rejected`` without failing the
+others. When no image yields a usable face the request fails with the first
+image's reason and nothing is written: no empty subject is created, and an
+existing subject's name and metadata stay as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.core.errors import AppError, ImageTooLarge, InvalidImage, LowQualityFace, NoFaceDetected
+from app.core.logging import log_event
+from app.db.audit import write_audit
+from app.db.faces import add_face, list_faces
+from app.db.subjects import face_counts, get_or_create_subject, update_subject
+from app.pipeline.face_pipeline import Face
+from app.schemas.enroll import DuplicateImage, EnrolledFace, EnrollRequest, EnrollResult, RejectedImage
+from app.schemas.subjects import FacePublic, SubjectPublic
+from app.services.container import Services
+from app.services.inference import encode_crop
+from app.services.transactions import after_commit, begin_gallery_write
+
+logger = logging.getLogger(__name__)
+
+_REJECTIONS: dict[str, type[AppError]] = {
+    cls.code: cls for cls in (NoFaceDetected, LowQualityFace, InvalidImage, ImageTooLarge)
+}
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    index: int
+    sha256: str
+    face: Face
+    crop_png: bytes | None  # encoded before the write lock is taken
+
+
+def enroll(services: Services, session: Session, request: EnrollRequest, actor: str) -> EnrollResult:
+    accepted, rejected = _screen(services, request.images)
+    if not accepted:
+        first = rejected[0]
+        raise _REJECTIONS[first.code](
+            f"no image could be enrolled: {first.message}",
+            {"rejected": [item.model_dump() for item in rejected]},
+        )
+
+    # Inference is done: only now take the write lock, and hold it briefly.
+    begin_gallery_write(session)
+    subject, created = get_or_create_subject(session, request.subject_id, request.name, request.metadata)
+    if not created and request.name is not None:
+        update_subject(session, subject, name=request.name)
+    if not created and request.metadata is not None:
+        update_subject(session, subject, metadata=request.metadata)
+
+    model = services.model
+    faces: list[EnrolledFace] = []
+    duplicates: list[DuplicateImage] = []
+    for item in accepted:
+        face = item.face
+        row = add_face(
+            session,
+            subject,
+            face.embedding,
+            model_name=model.name,
+            model_version=model.version,
+            box=(float(face.box[0]), float(face.box[1]), float(face.box[2]), float(face.box[3])),
+            det_score=float(face.det_score),
+            quality=float(face.quality.score),
+            quality_json=face.quality.to_dict(),
+            image_sha256=item.sha256,
+            crop=item.crop_png,
+        )
+        if row is None:
+            existing = _existing_face(session, subject.id, model.name, item.sha256)
+            duplicates.append(DuplicateImage(index=item.index, face_id=existing))
+            continue
+        faces.append(
+            EnrolledFace(index=item.index, **FacePublic.from_face(row, subject.external_id).model_dump())
+        )
+
+    if faces:
+        after_commit(session, services.index.catch_up)
+    write_audit(
+        session,
+        actor,
+        "subject.enroll",
+        subject.external_id,
+        {"faces": len(faces), "duplicates": len(duplicates), "rejected": len(rejected), "created": created},
+    )
+    log_event(
+        logger,
+        "enroll",
+        subject=subject.external_id,
+        created=created,
+        faces=len(faces),
+        duplicates=len(duplicates),
+        rejected=len(rejected),
+    )
+    count = face_counts(session, [subject.id])[subject.id]
+    return EnrollResult(
+        subject=SubjectPublic.from_subject(subject, count),
+        created=created,
+        faces=faces,
+        duplicates=duplicates,
+        rejected=rejected,
+    )
+
+
+def _screen(services: Services, images: list[bytes]) -> tuple[list[_Accepted], list[RejectedImage]]:
+    """Run every image through the pipeline and the quality gate."""
+    settings = services.settings
+    accepted: list[_Accepted] = []
+    rejected: list[RejectedImage] = []
+    for index, data in enumerate(images):
+        try:
+            analyzed = services.inference.analyze(data, max_faces=1)
+        except (InvalidImage, ImageTooLarge) as error:
+            rejected.append(RejectedImage(index=index, code=error.code, message=error.message))
+            continue
+        services.metrics.faces_detected("enroll", len(analyzed.faces))
+        if not analyzed.faces:
+            rejected.append(RejectedImage(index=index, code=NoFaceDetected.code, message="no face was found"))
+            continue
+        face = analyzed.faces[0]
+        problems = []
+        if face.quality.face_size < settings.enroll_min_face_size:
+            problems.append(
+                f"the face is {face.quality.face_size:.0f} px; "
+                f"at least {settings.enroll_min_face_size:.0f} px is needed"
+            )
+        if face.det_score < settings.enroll_min_det_score:
+            problems.append(
+                f"detection score {face.det_score:.3f} is below {settings.enroll_min_det_score:.3f}"
+            )
+        if problems:
+            rejected.append(RejectedImage(index=index, code=LowQualityFace.code, message="; ".join(problems)))
+            continue
+        crop = encode_crop(face.crop) if settings.store_crops else None
+        accepted.append(_Accepted(index, analyzed.sha256, face, crop))
+    return accepted, rejected
+
+
+def _existing_face(session: Session, subject_id: int, model_name: str, sha256: str) -> str:
+    """The template this subject already has from the same image bytes and model."""
+    for face in list_faces(session, subject_id):
+        if face.image_sha256 == sha256 and face.model_name == model_name:
+            return face.public_id
+    return ""

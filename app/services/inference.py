@@ -1,0 +1,70 @@
+"""Running the face pipeline off the event loop, a bounded number at a time.
+
+Requests run in Starlette's worker threads; at most ``workers`` of them run
+inference at once (one per core by default), the rest wait here. ONNX
+Runtime's own thread count is set so that ``workers x threads`` matches the
+cores (see ``inference_settings``): the machine is kept busy without
+oversubscription, and the event loop stays free to answer /health.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from app.core.settings import Settings
+from app.pipeline.decode import decode_image
+from app.pipeline.face_pipeline import Face, FacePipeline
+
+
+def inference_settings(settings: Settings) -> tuple[Settings, int]:
+    """The settings to build the pipeline with, and how many inferences may run at once."""
+    cores = os.cpu_count() or 1
+    workers = settings.inference_workers or cores
+    if settings.inference_threads:
+        return settings, workers
+    threads = max(1, cores // workers)
+    return settings.model_copy(update={"inference_threads": threads}), workers
+
+
+@dataclass(frozen=True)
+class AnalyzedImage:
+    sha256: str  # of the uploaded bytes: the same bytes are the same template
+    height: int
+    width: int
+    faces: list[Face]  # largest first
+
+
+class InferenceRunner:
+    """The pipeline behind a counting semaphore."""
+
+    def __init__(self, pipeline: FacePipeline, settings: Settings, workers: int) -> None:
+        self.pipeline = pipeline
+        self.workers = workers
+        self._slots = threading.BoundedSemaphore(workers)
+        self._max_bytes = settings.max_image_bytes
+        self._max_pixels = settings.max_image_pixels
+
+    def analyze(self, data: bytes, *, max_faces: int | None) -> AnalyzedImage:
+        """Decode untrusted bytes and find, align and embed up to ``max_faces`` faces.
+
+        Raises ``InvalidImage`` or ``ImageTooLarge`` for bad bytes.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        with self._slots:
+            image = decode_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
+            faces = self.pipeline.analyze(image, max_faces=max_faces)
+        return AnalyzedImage(digest, image.shape[0], image.shape[1], faces)
+
+
+def encode_crop(crop: np.ndarray) -> bytes:
+    """An aligned (H, W, 3) RGB crop as PNG: lossless, so a template can be recomputed exactly."""
+    buffer = io.BytesIO()
+    Image.fromarray(crop).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,189 @@
+"""Verify (1:1) and identify (1:N).
+
+Both use the largest face of each image (identify: every face with
+``all_faces``), compare in the model's metric where a higher similarity
+means more alike, and decide against the operating threshold in force
+(stored in the database) unless the request overrides it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.core.errors import AppError, NoFaceDetected, SubjectHasNoFaces, SubjectNotFound
+from app.core.logging import log_event
+from app.db.embeddings import bytes_to_embedding
+from app.db.faces import list_faces
+from app.db.models import Face
+from app.db.subjects import get_subject_by_external_id
+from app.index import Candidate
+from app.pipeline.face_pipeline import Face as DetectedFace
+from app.pipeline.similarity import pairwise_similarity
+from app.schemas.common import Box, ModelInfo
+from app.schemas.recognition import (
+    DetectedFace as DetectedFacePublic,
+)
+from app.schemas.recognition import (
+    IdentifiedFace,
+    IdentifyCandidate,
+    IdentifyMatch,
+    IdentifyRequest,
+    IdentifyResult,
+    VerifyFaces,
+    VerifyRequest,
+    VerifyResult,
+)
+from app.services.container import Services
+from app.services.thresholds import operating_thresholds
+
+logger = logging.getLogger(__name__)
+
+
+def verify(services: Services, session: Session, request: VerifyRequest) -> VerifyResult:
+    if request.image_a is not None and request.image_b is not None:
+        return _verify_pair(services, session, request.image_a, request.image_b, request.threshold)
+    assert request.image is not None and request.subject_id is not None  # the schema's validator
+    return _verify_subject(services, session, request.image, request.subject_id, request.threshold)
+
+
+def identify(services: Services, session: Session, request: IdentifyRequest) -> IdentifyResult:
+    max_faces = services.settings.identify_max_faces if request.all_faces else 1
+    probes = _faces(services, request.image, "file", max_faces=max_faces, endpoint="identify")
+    queries = np.stack([face.embedding for face in probes]).astype(np.float32)  # (F, D)
+
+    follower = services.index
+    # Removals another worker committed since our last replay are not in the index yet.
+    excluded = follower.removed_since_sync(session)
+    ranked = follower.index.search_subjects(queries, request.top_n, exclude_face_ids=excluded)
+
+    threshold = request.threshold
+    if threshold is None:
+        threshold = operating_thresholds(session, services.default_thresholds).identify
+    results = []
+    for probe, candidates in zip(probes, ranked, strict=True):
+        public = _public_candidates(session, candidates)
+        best = public[0] if public else None
+        match = (
+            IdentifyMatch(subject_id=best.subject_id, similarity=best.similarity)
+            if best is not None and best.similarity >= threshold
+            else None
+        )
+        results.append(
+            IdentifiedFace(
+                box=Box.from_array(probe.box),
+                det_score=round(float(probe.det_score), 4),
+                candidates=public,
+                match=match,
+            )
+        )
+    log_event(
+        logger,
+        "identify",
+        faces=len(results),
+        matched=sum(result.match is not None for result in results),
+        top_n=request.top_n,
+        templates=follower.index.ntotal,
+    )
+    return IdentifyResult(faces=results, threshold=threshold, model=_model_info(services))
+
+
+def _verify_pair(
+    services: Services, session: Session, image_a: bytes, image_b: bytes, override: float | None
+) -> VerifyResult:
+    face_a = _faces(services, image_a, "file_a", max_faces=1, endpoint="verify")[0]
+    face_b = _faces(services, image_b, "file_b", max_faces=1, endpoint="verify")[0]
+    similarity = services.pipeline.similarity(face_a.embedding, face_b.embedding)
+    threshold = override if override is not None else _verify_threshold(services, session)
+    log_event(logger, "verify", kind="pair", match=similarity >= threshold)
+    return VerifyResult(
+        similarity=similarity,
+        threshold=threshold,
+        match=similarity >= threshold,
+        faces=VerifyFaces(a=_detected(face_a), b=_detected(face_b)),
+        model=_model_info(services),
+    )
+
+
+def _verify_subject(
+    services: Services, session: Session, image: bytes, subject_id: str, override: float | None
+) -> VerifyResult:
+    probe = _faces(services, image, "file", max_faces=1, endpoint="verify")[0]
+    subject = get_subject_by_external_id(session, subject_id)
+    if subject is None:
+        raise SubjectNotFound(f"no subject {subject_id!r}", {"subject_id": subject_id})
+    model = services.model
+    templates = [face for face in list_faces(session, subject.id) if face.model_name == model.name]
+    if not templates:
+        raise SubjectHasNoFaces(
+            f"subject {subject_id!r} has no template of model {model.name}",
+            {"subject_id": subject_id, "model": model.name},
+        )
+    gallery = np.stack(
+        [bytes_to_embedding(face.embedding, face.embedding_dim) for face in templates]
+    )  # (T, D)
+    similarities = pairwise_similarity(probe.embedding[None, :], gallery, services.pipeline.metric)[0]  # (T,)
+    best = int(np.argmax(similarities))
+    similarity = float(similarities[best])
+    threshold = override if override is not None else _verify_threshold(services, session)
+    log_event(logger, "verify", kind="subject", subject=subject_id, templates=len(templates))
+    return VerifyResult(
+        similarity=similarity,
+        threshold=threshold,
+        match=similarity >= threshold,
+        faces=VerifyFaces(a=_detected(probe)),
+        subject_id=subject_id,
+        matched_face_id=templates[best].public_id,
+        model=_model_info(services),
+    )
+
+
+def _faces(
+    services: Services, data: bytes, field: str, *, max_faces: int, endpoint: str
+) -> list[DetectedFace]:
+    """The faces of one uploaded image; a bad image or no face fails the request, naming the field."""
+    try:
+        analyzed = services.inference.analyze(data, max_faces=max_faces)
+    except AppError as error:
+        error.details = {**error.details, "field": field}
+        raise
+    services.metrics.faces_detected(endpoint, len(analyzed.faces))
+    if not analyzed.faces:
+        raise NoFaceDetected(f"no face was found in {field}", {"field": field})
+    return analyzed.faces
+
+
+def _public_candidates(session: Session, candidates: list[Candidate]) -> list[IdentifyCandidate]:
+    """Index ids → public ids; a face deleted since the search began is dropped."""
+    public: list[IdentifyCandidate] = []
+    for candidate in candidates:
+        face = session.get(Face, candidate.face_id)
+        # On PostgreSQL each statement sees the latest commits: a face or its subject
+        # can vanish between the search and these reads.
+        subject = None if face is None else face.subject
+        if face is None or subject is None:
+            continue
+        public.append(
+            IdentifyCandidate(
+                subject_id=subject.external_id,
+                name=subject.name,
+                similarity=float(candidate.similarity),
+                face_id=face.public_id,
+            )
+        )
+    return public
+
+
+def _verify_threshold(services: Services, session: Session) -> float:
+    return operating_thresholds(session, services.default_thresholds).verify
+
+
+def _detected(face: DetectedFace) -> DetectedFacePublic:
+    return DetectedFacePublic(box=Box.from_array(face.box), det_score=round(float(face.det_score), 4))
+
+
+def _model_info(services: Services) -> ModelInfo:
+    model = services.model
+    return ModelInfo(name=model.name, version=model.version, metric=services.pipeline.metric)

@@ -1,0 +1,48 @@
+"""Operating thresholds: seeded from the manifest once, then the stored values are the ones in force."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.orm import Session
+
+from app.db.stored_settings import set_setting
+from app.pipeline.face_pipeline import FacePipeline
+from app.pipeline.manifest import ThresholdPoint
+from app.services.thresholds import (
+    FALLBACK_IDENTIFY_THRESHOLD,
+    FALLBACK_VERIFY_THRESHOLD,
+    IDENTIFY_KEY,
+    VERIFY_KEY,
+    OperatingThresholds,
+    default_thresholds,
+    operating_thresholds,
+    seed_thresholds,
+)
+
+
+def test_defaults_come_from_the_manifest_calibration(pipeline: FacePipeline) -> None:
+    manifest = pipeline.model.model_copy(
+        update={
+            "thresholds": [
+                ThresholdPoint(far=1e-2, threshold=0.80, frr=0.01),
+                ThresholdPoint(far=1e-3, threshold=0.85, frr=0.05),
+                ThresholdPoint(far=1e-4, threshold=0.91, frr=0.20),
+            ]
+        }
+    )
+    assert default_thresholds(manifest) == OperatingThresholds(verify=0.85, identify=0.91)
+    uncalibrated = pipeline.model.model_copy(update={"thresholds": []})
+    assert default_thresholds(uncalibrated) == OperatingThresholds(
+        FALLBACK_VERIFY_THRESHOLD, FALLBACK_IDENTIFY_THRESHOLD
+    )
+
+
+def test_seeding_never_overwrites_a_stored_value(session: Session) -> None:
+    set_setting(session, IDENTIFY_KEY, 0.95)  # tuned by an admin earlier
+    seeded = seed_thresholds(session, OperatingThresholds(verify=0.8, identify=0.9))
+    assert seeded == OperatingThresholds(verify=0.8, identify=0.95)
+    assert seed_thresholds(session, OperatingThresholds(verify=0.1, identify=0.1)) == seeded
+
+    set_setting(session, VERIFY_KEY, 0.83)
+    in_force = operating_thresholds(session, OperatingThresholds(verify=0.0, identify=0.0))
+    assert in_force.verify == pytest.approx(0.83) and in_force.identify == pytest.approx(0.95)
