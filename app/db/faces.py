@@ -80,6 +80,17 @@ def get_face_by_public_id(session: Session, public_id: str) -> Face | None:
     return session.scalar(select(Face).where(Face.public_id == public_id))
 
 
+def faces_with_subjects(session: Session, face_ids: Iterable[int]) -> dict[int, tuple[Face, Subject]]:
+    """Faces by internal id with their subjects, in one query; ids no longer stored are absent."""
+    ids = list(face_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Face, Subject).join(Subject, Face.subject_id == Subject.id).where(Face.id.in_(ids))
+    ).all()
+    return {face.id: (face, subject) for face, subject in rows}
+
+
 def list_faces(session: Session, subject_id: int) -> list[Face]:
     return list(session.scalars(select(Face).where(Face.subject_id == subject_id).order_by(Face.id)))
 

@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import AppError, NoFaceDetected, SubjectHasNoFaces, SubjectNotFound
 from app.core.logging import log_event
 from app.db.embeddings import bytes_to_embedding
-from app.db.faces import list_faces
-from app.db.models import Face
+from app.db.faces import faces_with_subjects, list_faces
 from app.db.subjects import get_subject_by_external_id
 from app.index import Candidate
 from app.pipeline.face_pipeline import Face as DetectedFace
@@ -157,14 +156,14 @@ def _faces(
 
 def _public_candidates(session: Session, candidates: list[Candidate]) -> list[IdentifyCandidate]:
     """Index ids → public ids; a face deleted since the search began is dropped."""
+    # On PostgreSQL each statement sees the latest commits: a face or its subject
+    # can vanish between the search and this read.
+    stored = faces_with_subjects(session, [candidate.face_id for candidate in candidates])
     public: list[IdentifyCandidate] = []
     for candidate in candidates:
-        face = session.get(Face, candidate.face_id)
-        # On PostgreSQL each statement sees the latest commits: a face or its subject
-        # can vanish between the search and these reads.
-        subject = None if face is None else face.subject
-        if face is None or subject is None:
+        if candidate.face_id not in stored:
             continue
+        face, subject = stored[candidate.face_id]
         public.append(
             IdentifyCandidate(
                 subject_id=subject.external_id,
