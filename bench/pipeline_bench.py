@@ -72,6 +72,14 @@ class Run:
         """Each image's median over the repeats (images where the stage ran)."""
         return [float(np.median(ms)) for ms in self.times.get(stage, {}).values()]
 
+    @property
+    def passes(self) -> int:
+        return max((len(ms) for ms in self.times["end_to_end"].values()), default=0)
+
+    def pass_median(self, stage: str, repeat: int) -> float:
+        """Median over images of one timed pass: shows how load moved between passes."""
+        return float(np.median([ms[repeat] for ms in self.times[stage].values() if len(ms) > repeat]))
+
     def summary(self, stage: str) -> tuple[float, float] | None:
         """(median, p90) in ms over images, or None when the stage never ran."""
         values = self.per_image(stage)
@@ -185,7 +193,8 @@ def render(ours: Run, peer: Run, throughput: dict[str, float], meta: dict[str, o
         f"{meta['load_start']:.2f} at start, {meta['load_end']:.2f} at end",
         f"- onnxruntime {meta['onnxruntime']} (intra-op threads: {meta['ort_threads']}); "
         f"dlib {meta['dlib']} (BLAS {meta['dlib_blas']}, AVX {meta['dlib_avx']}), face_recognition "
-        f"{meta['face_recognition']}; our model pack: {meta['models']}",
+        f"{meta['face_recognition']}; our model pack: {meta['models']}, detector input long side "
+        f"{meta['detector_sides']} px",
         "",
         "Milliseconds per image, median / p90 over images (each image: median of its passes). "
         "The landmarks and embed rows time the largest face only; end to end handles every face.",
@@ -209,6 +218,8 @@ def render(ours: Run, peer: Run, throughput: dict[str, float], meta: dict[str, o
         f"**End to end, {PEER} / ours = {ratio:.1f}×** (the bar is ≥ 4×: ours at most a quarter of "
         f"{PEER}'s median): **{'met' if ratio >= 4.0 else 'NOT met'}**.",
         "",
+        per_pass(ours, peer),
+        "",
         where_time_goes(ours, peer),
         "",
         *runtime_notes(meta),
@@ -218,6 +229,14 @@ def render(ours: Run, peer: Run, throughput: dict[str, float], meta: dict[str, o
         "(the service embeds all faces of a request in one batch).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def per_pass(ours: Run, peer: Run) -> str:
+    cells = []
+    for r in range(ours.passes):
+        mine, theirs = ours.pass_median("end_to_end", r), peer.pass_median("end_to_end", r)
+        cells.append(f"pass {r + 1}: {mine:.1f} / {theirs:.1f} ms ({theirs / mine:.1f}×)")
+    return f"End-to-end median of each pass, ours / {PEER} (load moves between passes): {'; '.join(cells)}."
 
 
 def where_time_goes(ours: Run, peer: Run) -> str:
@@ -329,6 +348,7 @@ def main(argv: list[str]) -> None:
         "dlib_avx": "on" if dlib.USE_AVX_INSTRUCTIONS else "off",
         "face_recognition": version("face_recognition"),
         "models": f"{settings.detector} + {settings.embedder}",
+        "detector_sides": f"{settings.detector_min_side}–{settings.detector_max_side}",
     }
     body = render(ours, peer, throughput, meta)
     print(f"{SECTION}\n\n{body}")
