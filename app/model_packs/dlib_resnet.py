@@ -21,7 +21,6 @@ from dlib's ``serialize.h``, ``dnn/core.h``, ``dnn/layers.h`` and ``dnn/tensor.h
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +32,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from app.core.errors import ModelPackError
 from app.core.logging import log_event
+from app.model_packs.installed import locate_package_file
 
 logger = logging.getLogger(__name__)
 
 DISTRIBUTION = "face_recognition_models"
 MODEL_FILE = "face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat"
-INSTALL_HINT = f"install it with `pip install --no-deps {DISTRIBUTION}`"
 
 # input_rgb_image_sized<150>: pixel (R, G, B) becomes (value - mean) / 256 in
 # NCHW float32. The means are stored in the .dat as float32 (122.78199768...)
@@ -428,16 +427,7 @@ def locate_dlib_model_file() -> Path:
 
     Its ``__init__`` imports ``pkg_resources``, which current setuptools no longer ships.
     """
-    try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise ModelPackError(f"the {DISTRIBUTION} package is not installed; {INSTALL_HINT}") from exc
-    for entry in dist.files or []:
-        if entry.as_posix() == MODEL_FILE:
-            path = Path(str(dist.locate_file(entry)))
-            if path.is_file():
-                return path
-    raise ModelPackError(f"{DISTRIBUTION} is installed without {MODEL_FILE}; reinstall it: {INSTALL_HINT}")
+    return locate_package_file(DISTRIBUTION, MODEL_FILE)
 
 
 def convert_dlib_resnet(dat_path: Path, onnx_path: Path) -> None:

