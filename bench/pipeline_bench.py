@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -30,6 +29,7 @@ import dlib
 import face_recognition
 import numpy as np
 import onnxruntime as ort
+from docs_section import write_section
 
 from app.core.settings import Settings
 from app.pipeline.decode import decode_image
@@ -276,19 +276,6 @@ def runtime_notes(meta: dict[str, object]) -> list[str]:
     return [*notes, ""] if notes else []
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the ``## Face pipeline`` section of ``path`` (up to the next ``## ``), keeping the rest."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -353,7 +340,7 @@ def main(argv: list[str]) -> None:
     body = render(ours, peer, throughput, meta)
     print(f"{SECTION}\n\n{body}")
     if args.write_docs:
-        write_section(DOCS_FILE, body)
+        write_section(DOCS_FILE, SECTION, body)
     if args.json:
         raw = {
             "meta": meta,

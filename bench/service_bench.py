@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 import numpy as np
 import numpy.typing as npt
+from docs_section import write_section
 
 from app.core.settings import Settings
 from app.db.faces import add_face
@@ -637,18 +638,6 @@ def render(load: LoadResult, meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace the ``## Service`` section of ``path`` (up to the next ``## ``), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION}\n\n{body}\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 # ----- the command -----------------------------------------------------------------------------
 
 
@@ -732,7 +721,7 @@ def main(argv: list[str]) -> None:
     body = render(load, meta)
     print(f"{SECTION}\n\n{body}")
     if args.write_docs:
-        write_section(DOCS_FILE, body)
+        write_section(DOCS_FILE, SECTION, body)
         print(f"wrote {SECTION!r} to {DOCS_FILE}", file=sys.stderr)
 
 
