@@ -9,7 +9,7 @@ FLAVOUR ?= cpu
 STAMP := $(VENV)/.facerec-installed
 TEST_STAMP := $(VENV)/.facerec-test-installed
 
-.PHONY: run setup models test lint typecheck pytest bench clean-venv
+.PHONY: run setup models browser test lint typecheck pytest bench clean-venv
 
 run: models
 	$(BIN)/facerec serve
@@ -27,18 +27,22 @@ models: setup
 	$(BIN)/facerec models build
 
 $(TEST_STAMP): $(STAMP) requirements/peers.txt
-	$(BIN)/python -m pip install --quiet -e '.[$(FLAVOUR),test]'
+	$(BIN)/python -m pip install --quiet -e '.[$(FLAVOUR),test,train]'
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/peers.txt
 	touch $@
+
+# The admin page's browser test needs Chromium: Debian's package, installed once per machine.
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: $(TEST_STAMP)
-	$(BIN)/mypy app tools bench
+	$(BIN)/mypy app training tools bench
 
-pytest: $(TEST_STAMP) models
+pytest: $(TEST_STAMP) models browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
