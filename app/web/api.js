@@ -1,0 +1,117 @@
+// Calls to the facerec API with the admin key, and the page's small DOM helpers.
+//
+// The key lives in sessionStorage only: it is gone when the tab closes, it is
+// never written to localStorage or a cookie, and it never appears in a URL.
+
+const KEY_STORAGE = "facerec.adminKey";
+
+export const adminKey = {
+  get: () => sessionStorage.getItem(KEY_STORAGE),
+  set: (key) => sessionStorage.setItem(KEY_STORAGE, key),
+  forget: () => sessionStorage.removeItem(KEY_STORAGE),
+};
+
+/** An API answer that was not 2xx, carrying the error JSON's code and message. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+
+  get isAuthError() {
+    return this.status === 401 || this.status === 403;
+  }
+}
+
+async function errorFrom(response) {
+  let text = "";
+  try {
+    text = await response.text();
+    const body = JSON.parse(text);
+    if (body && body.error && body.error.message) {
+      return new ApiError(response.status, body.error.code, body.error.message);
+    }
+  } catch {
+    // Not the service's error JSON (a proxy's page, say): show what came back.
+  }
+  const detail = text.trim().slice(0, 200) || response.statusText;
+  return new ApiError(response.status, "http_error", `HTTP ${response.status}: ${detail}`);
+}
+
+/**
+ * fetch() with the admin key; resolves to the Response when it is 2xx, throws ApiError otherwise.
+ * `json` is sent as a JSON body, `form` (FormData) as multipart.
+ */
+export async function api(path, { method = "GET", json, form } = {}) {
+  const headers = { "X-API-Key": adminKey.get() || "" };
+  let body;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (form !== undefined) {
+    body = form;
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body, cache: "no-store", credentials: "omit" });
+  } catch (error) {
+    throw new ApiError(0, "network_error", `Cannot reach the service: ${error.message}`);
+  }
+  if (!response.ok) {
+    throw await errorFrom(response);
+  }
+  return response;
+}
+
+export async function apiJson(path, options) {
+  const response = await api(path, options);
+  return response.json();
+}
+
+/** Shows an image that needs the key header: fetched as a blob, then shown through a blob: URL. */
+export async function showAuthorizedImage(img, path) {
+  const blob = await (await api(path)).blob();
+  const url = URL.createObjectURL(blob);
+  const loaded = new Promise((resolve, reject) => {
+    img.onload = resolve;
+    img.onerror = () => reject(new ApiError(0, "bad_image", `The image from ${path} could not be shown`));
+  });
+  const previous = img.dataset.blobUrl;
+  img.src = url;
+  img.dataset.blobUrl = url;
+  if (previous) {
+    URL.revokeObjectURL(previous);
+  }
+  await loaded;
+}
+
+export const byId = (id) => document.getElementById(id);
+
+/** Builds an element; children are nodes or strings (always inserted as text, never as HTML). */
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "className") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  node.append(...children.flat().filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+export function showError(id, error) {
+  const box = byId(id);
+  box.textContent = error.code && error.code !== "http_error" ? `${error.message} (${error.code})` : error.message;
+  box.dataset.code = error.code || "";
+  box.hidden = false;
+}
+
+export function clearError(id) {
+  const box = byId(id);
+  box.textContent = "";
+  box.hidden = true;
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

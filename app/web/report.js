@@ -1,0 +1,191 @@
+// The report JSON (gallery or evaluation) as tables, and FAR/FRR read off its curve.
+
+import { el } from "./api.js";
+
+// ----- formatting -------------------------------------------------------
+
+/** Rates as fractions: decimals down to 0.001, then scientific notation (1e-4, 1.5e-5) as biometrics quotes FARs. */
+export function formatRate(value) {
+  if (value === null || value === undefined) return "—";
+  if (value === 0) return "0";
+  if (value >= 0.001) return String(Number(value.toPrecision(3)));
+  return value.toExponential(1).replace(".0e", "e");
+}
+
+/** Shares people read as percentages: accuracy, CMC hit rates. */
+export function formatPercent(value) {
+  if (value === null || value === undefined) return "—";
+  return `${(value * 100).toFixed(1)} %`;
+}
+
+export function formatCi(interval) {
+  if (!interval) return "";
+  return `[${formatRate(interval[0])}, ${formatRate(interval[1])}]`;
+}
+
+export const formatThreshold = (value) => (value === null || value === undefined ? "—" : value.toFixed(4));
+export const formatCount = (value) => (value === null || value === undefined ? "—" : value.toLocaleString("en-US"));
+
+export function formatTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso || "—";
+  return `${date.toISOString().replace("T", " ").slice(0, 19)} UTC`;
+}
+
+// ----- the curve --------------------------------------------------------
+
+/**
+ * FAR and FRR at `threshold`, interpolated linearly between the two curve points around it.
+ * The curve is sorted by threshold ascending; outside it the end points hold.
+ */
+export function ratesAt(curve, threshold) {
+  const last = curve.length - 1;
+  if (threshold <= curve[0].threshold) return { far: curve[0].far, frr: curve[0].frr };
+  if (threshold >= curve[last].threshold) return { far: curve[last].far, frr: curve[last].frr };
+  let low = 0;
+  let high = last;
+  // Invariant: curve[low].threshold <= threshold < curve[high].threshold.
+  while (high - low > 1) {
+    const middle = (low + high) >> 1;
+    if (curve[middle].threshold <= threshold) low = middle;
+    else high = middle;
+  }
+  const a = curve[low];
+  const b = curve[high];
+  const f = (threshold - a.threshold) / (b.threshold - a.threshold);
+  return { far: a.far + f * (b.far - a.far), frr: a.frr + f * (b.frr - a.frr) };
+}
+
+// ----- tables -----------------------------------------------------------
+
+const row = (...cells) => el("tr", {}, ...cells.map((cell) => el("td", {}, cell)));
+const headRow = (...names) => el("tr", {}, ...names.map((name) => el("th", { scope: "col" }, name)));
+
+function factTable(facts) {
+  return el(
+    "table",
+    { className: "facts-table" },
+    el("tbody", {}, ...facts.map(([name, value]) => el("tr", {}, el("th", { scope: "row" }, name), el("td", {}, value)))),
+  );
+}
+
+function sourceText(report) {
+  const source = report.source || {};
+  const what = source.kind === "evaluation" ? `evaluation ${source.evaluation_id}` : "gallery";
+  const sampled = source.impostor_sampled
+    ? `; impostor pairs sampled from ${formatCount(source.impostor_total)} possible`
+    : "";
+  return `${what}, ${report.model} (${report.metric}), ${formatTime(report.created_at)}${sampled}`;
+}
+
+function summaryTable(report) {
+  const counts = report.counts;
+  const facts = [
+    ["Report", `${report.id}: ${sourceText(report)}`],
+    ["Subjects", formatCount(counts.subjects)],
+    ["Templates", formatCount(counts.templates)],
+    ["Genuine pairs", formatCount(counts.genuine)],
+    ["Impostor pairs", formatCount(counts.impostor)],
+    ["EER", report.eer ? `${formatRate(report.eer.value)} at threshold ${formatThreshold(report.eer.threshold)}` : "—"],
+    ["AUC", report.auc === null || report.auc === undefined ? "—" : report.auc.toFixed(4)],
+  ];
+  if (report.best_accuracy) {
+    const best = report.best_accuracy;
+    facts.push(["Best accuracy", `${formatPercent(best.accuracy)} at threshold ${formatThreshold(best.threshold)}`]);
+  }
+  return factTable(facts);
+}
+
+function atFarTable(report) {
+  const rows = report.at_far.map((entry) => {
+    const tr = row(
+      formatRate(entry.target_far),
+      entry.measurable ? formatThreshold(entry.threshold) : "not measurable",
+      `${formatRate(entry.far)} ${formatCi(entry.far_ci)}`,
+      entry.frr === null ? "—" : `${formatRate(entry.frr)} ${formatCi(entry.frr_ci)}`,
+      `${formatCount(entry.false_accepts)} / ${formatCount(entry.impostor)}`,
+      entry.note || "",
+    );
+    if (!entry.measurable) tr.className = "not-measurable";
+    return tr;
+  });
+  return el(
+    "table",
+    { className: "at-far" },
+    el("caption", {}, "Operating points by target FAR (95% confidence intervals)"),
+    el("thead", {}, headRow("Target FAR", "Threshold", "FAR", "FRR", "False accepts / impostor pairs", "Note")),
+    el("tbody", {}, ...rows),
+  );
+}
+
+/** FNIR@FPIR entries are small objects; show every field they carry. */
+function describe(value) {
+  if (value === null || value === undefined) return "—";
+  if (typeof value !== "object") return typeof value === "number" ? String(+value.toFixed(6)) : String(value);
+  return Object.entries(value)
+    .map(([name, field]) => {
+      if (typeof field !== "number") return `${name}: ${describe(field)}`;
+      return /threshold/.test(name) ? `${name}: ${formatThreshold(field)}` : `${name}: ${formatRate(field)}`;
+    })
+    .join(", ");
+}
+
+function identificationBlock(report) {
+  const identification = report.identification || {};
+  const parts = [el("h4", {}, "Identification (1:N)")];
+  if (identification.cmc) {
+    const ranks = Object.keys(identification.cmc).sort((a, b) => Number(a) - Number(b));
+    parts.push(
+      el(
+        "table",
+        { className: "cmc" },
+        el("caption", {}, "CMC: share of searches with the right subject within rank k"),
+        el("thead", {}, headRow("Rank", ...ranks)),
+        el("tbody", {}, row("Hit rate", ...ranks.map((rank) => formatPercent(identification.cmc[rank])))),
+      ),
+    );
+  }
+  if (identification.fnir_at_fpir) {
+    const entries = Object.entries(identification.fnir_at_fpir);
+    parts.push(
+      el(
+        "table",
+        { className: "fnir" },
+        el("caption", {}, "FNIR at FPIR"),
+        el("thead", {}, headRow("FPIR", "Result")),
+        el("tbody", {}, ...entries.map(([fpir, value]) => row(formatRate(Number(fpir)), describe(value)))),
+      ),
+    );
+  }
+  if (identification.note) parts.push(el("p", { className: "muted" }, identification.note));
+  return parts;
+}
+
+function operatingTable(report) {
+  const op = report.operating;
+  if (!op) return [];
+  return [
+    el("h4", {}, "Operating point (thresholds in force)"),
+    factTable([
+      ["Verify threshold", formatThreshold(op.verify_threshold)],
+      ["FAR there", `${formatRate(op.far)} ${formatCi(op.far_ci)}`],
+      ["FRR there", `${formatRate(op.frr)} ${formatCi(op.frr_ci)}`],
+      ["Identify threshold", formatThreshold(op.identify_threshold)],
+      ["FNIR there", formatRate(op.fnir)],
+      ["FPIR there", formatRate(op.fpir)],
+    ]),
+  ];
+}
+
+/** Replaces the tables inside `container` (which holds a `.report-tables` element) with `report`'s. */
+export function renderReport(container, report) {
+  const tables = container.querySelector(".report-tables");
+  tables.replaceChildren(
+    summaryTable(report),
+    atFarTable(report),
+    ...identificationBlock(report),
+    ...operatingTable(report),
+  );
+  container.dataset.reportId = report.id;
+  container.hidden = false;
+}
