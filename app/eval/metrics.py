@@ -464,6 +464,27 @@ def open_set(
     return points
 
 
+def open_set_rates(
+    mated_similarity: ArrayLike,
+    mated_labels: ArrayLike,
+    nonmated_similarity: ArrayLike,
+    gallery_labels: ArrayLike,
+    threshold: float,
+) -> tuple[float, float]:
+    """(FNIR, FPIR) at one threshold, with ``open_set``'s hit rule (own identity first and >= threshold)."""
+    mated = _similarity_matrix(mated_similarity)
+    nonmated = _similarity_matrix(nonmated_similarity)
+    if mated.shape[0] == 0 or nonmated.shape[0] == 0:
+        raise ValueError("open-set rates need at least one mated and one non-mated probe")
+    gallery = _Gallery(gallery_labels, mated.shape[1])
+    probe_ids = gallery.ids_of(mated_labels, mated.shape[0])
+    found, true_scores = gallery.true_ranks(mated, np.arange(mated.shape[0]), probe_ids)
+    t = true_scores.dtype.type(threshold)
+    hits = np.count_nonzero((found == 1) & (true_scores >= t))
+    false_positives = np.count_nonzero(nonmated.max(axis=1) >= nonmated.dtype.type(threshold))
+    return 1.0 - hits / mated.shape[0], false_positives / nonmated.shape[0]
+
+
 # --------------------------------------------------------------------------- internals
 
 

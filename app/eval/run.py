@@ -14,13 +14,10 @@ import numpy as np
 
 from app.eval import metrics
 from app.eval.embedding import EmbeddedSet, embed_files
-from app.eval.protocols import read_identify_protocol, read_lfw_pairs
+from app.eval.protocols import PairList, read_identify_protocol, read_lfw_pairs
+from app.eval.report import NO_FACE_SCORE
 from app.pipeline.face_pipeline import FacePipeline
-from app.pipeline.similarity import paired_similarity, pairwise_similarity
-
-# A pair with a faceless image scores below every real similarity, so it is
-# counted as "different" at any threshold: a miss for same-person pairs.
-NO_FACE_SCORE = -1e6
+from app.pipeline.similarity import Metric, paired_similarity, pairwise_similarity
 
 
 def _no_face_summary(embedded: EmbeddedSet) -> dict[str, Any]:
@@ -30,6 +27,22 @@ def _no_face_summary(embedded: EmbeddedSet) -> dict[str, Any]:
         "retried_at_low_threshold": len(embedded.retried),
         "handling": "a pair with a faceless image scores as a non-match (an error when same-person)",
     }
+
+
+def score_pairs(pair_list: PairList, embedded: EmbeddedSet, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, same-person labels) per pair; a pair missing an embedding scores ``NO_FACE_SCORE``."""
+    scores = np.full(len(pair_list.pairs), NO_FACE_SCORE, dtype=np.float64)  # (P,)
+    labels = np.array([pair.same for pair in pair_list.pairs], dtype=bool)  # (P,)
+    usable = [
+        i
+        for i, pair in enumerate(pair_list.pairs)
+        if pair.path_a in embedded.embeddings and pair.path_b in embedded.embeddings
+    ]
+    if usable:
+        a = np.stack([embedded.embeddings[pair_list.pairs[i].path_a] for i in usable])  # (U, D)
+        b = np.stack([embedded.embeddings[pair_list.pairs[i].path_b] for i in usable])  # (U, D)
+        scores[usable] = paired_similarity(a, b, metric)
+    return scores, labels
 
 
 def evaluate_pairs(
@@ -47,17 +60,7 @@ def evaluate_pairs(
     paths = [p for pair in pair_list.pairs for p in (pair.path_a, pair.path_b)]
     embedded = embed_files(pipeline, paths, cache_dir=cache_dir, progress=progress)
 
-    scores = np.full(len(pair_list.pairs), NO_FACE_SCORE, dtype=np.float64)
-    labels = np.array([pair.same for pair in pair_list.pairs], dtype=bool)
-    usable = [
-        i
-        for i, pair in enumerate(pair_list.pairs)
-        if pair.path_a in embedded.embeddings and pair.path_b in embedded.embeddings
-    ]
-    if usable:
-        a = np.stack([embedded.embeddings[pair_list.pairs[i].path_a] for i in usable])
-        b = np.stack([embedded.embeddings[pair_list.pairs[i].path_b] for i in usable])
-        scores[usable] = paired_similarity(a, b, pipeline.metric)
+    scores, labels = score_pairs(pair_list, embedded, pipeline.metric)
 
     if pair_list.folds > 1:
         fold_ids = np.array([pair.fold for pair in pair_list.pairs])
@@ -67,6 +70,7 @@ def evaluate_pairs(
     accuracy = metrics.kfold_accuracy(scores, labels, folds)
     genuine, impostor = scores[labels], scores[~labels]
     eer_value, eer_threshold = metrics.eer(genuine, impostor)
+    best_threshold, best_accuracy = metrics.best_accuracy_threshold(genuine, impostor)
     summary: dict[str, Any] = {
         "model": pipeline.model.name,
         "metric": pipeline.metric,
@@ -80,7 +84,8 @@ def evaluate_pairs(
         "auc": round(float(metrics.auc(genuine, impostor)), 5),
         "eer": round(float(eer_value), 5),
         "eer_threshold": round(float(eer_threshold), 5),
-        "best_threshold": round(float(metrics.best_accuracy_threshold(genuine, impostor)[0]), 5),
+        "best_threshold": round(float(best_threshold), 5),
+        "best_accuracy": round(float(best_accuracy), 5),  # at best_threshold, fitted on all pairs
         "tar_at_far": metrics.tar_at_far(genuine, impostor),
         "no_face": _no_face_summary(embedded),
         "seconds": round(time.perf_counter() - started, 2),

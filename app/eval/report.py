@@ -1,0 +1,164 @@
+"""The FAR/FRR report as JSON-ready dicts, from score arrays or a template similarity matrix.
+
+The admin report (gallery or uploaded evaluation set) and ``facerec eval``
+build on these, so a number in the admin page means what the CLI prints.
+Rates are ``app.eval.metrics``'s: a comparison is accepted when
+``score >= threshold``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from app.eval import metrics
+
+AT_FAR_TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+FPIR_TARGETS: tuple[float, ...] = (0.1, 0.01)
+CMC_RANKS: tuple[int, ...] = tuple(range(1, 21))
+CURVE_POINTS = 1000
+HISTOGRAM_BINS = 50
+
+# A pair with a faceless image scores below every real similarity, so it is
+# counted as "different" at any threshold: a miss for same-person pairs.
+NO_FACE_SCORE = -1e6
+
+
+def verification_report(genuine: ArrayLike, impostor: ArrayLike) -> dict[str, Any]:
+    """Histograms, the ROC/DET curve, EER, AUC, best accuracy and the threshold for each target FAR."""
+    genuine_scores = np.asarray(genuine, dtype=np.float64)  # (Ng,)
+    impostor_scores = np.asarray(impostor, dtype=np.float64)  # (Ni,)
+    eer_value, eer_threshold = metrics.eer(genuine_scores, impostor_scores)
+    best_threshold, best_accuracy = metrics.best_accuracy_threshold(genuine_scores, impostor_scores)
+    points = metrics.calibrate_thresholds(genuine_scores, impostor_scores, AT_FAR_TARGETS)
+    return {
+        "histograms": score_histograms(genuine_scores, impostor_scores),
+        "curve": [
+            point.to_dict()
+            for point in metrics.roc_points(genuine_scores, impostor_scores, max_points=CURVE_POINTS)
+        ],
+        "eer": {"value": eer_value, "threshold": eer_threshold},
+        "auc": metrics.auc(genuine_scores, impostor_scores),
+        "best_accuracy": {"threshold": best_threshold, "accuracy": best_accuracy},
+        "at_far": [at_far_entry(point) for point in points],
+    }
+
+
+def at_far_entry(point: metrics.OperatingPoint) -> dict[str, Any]:
+    """One target FAR; an unmeasurable target carries no threshold, only the bound the data shows."""
+    low, high = metrics.wilson_interval(point.false_accepts, point.impostor_comparisons)
+    return {
+        "target_far": point.target_far,
+        "measurable": point.measurable,
+        "threshold": point.threshold if point.measurable else None,
+        "far": point.far,
+        "far_ci": [low, high],
+        "far_upper_95": point.far_upper_95,
+        "frr": point.frr if point.measurable else None,
+        "frr_ci": list(point.frr_ci95) if point.measurable else None,
+        "false_accepts": point.false_accepts,
+        "impostor": point.impostor_comparisons,
+        "note": point.describe(),
+    }
+
+
+def verification_rates(genuine: ArrayLike, impostor: ArrayLike, threshold: float) -> dict[str, Any]:
+    """FAR and FRR at ``threshold`` with 95% Wilson intervals."""
+    genuine_scores = np.asarray(genuine, dtype=np.float64)
+    impostor_scores = np.asarray(impostor, dtype=np.float64)
+    far, frr = metrics.far_frr_at(genuine_scores, impostor_scores, threshold)
+    false_accepts = round(far * impostor_scores.size)
+    false_rejects = round(frr * genuine_scores.size)
+    return {
+        "far": far,
+        "far_ci": list(metrics.wilson_interval(false_accepts, impostor_scores.size)),
+        "frr": frr,
+        "frr_ci": list(metrics.wilson_interval(false_rejects, genuine_scores.size)),
+    }
+
+
+def score_histograms(genuine: NDArray[np.float64], impostor: NDArray[np.float64]) -> dict[str, Any]:
+    """Both histograms on shared edges over the real scores; faceless pairs land in the lowest bin.
+
+    Every score is counted, so each histogram's total equals its comparison count.
+    """
+    both = np.concatenate([genuine, impostor])  # (Ng + Ni,)
+    real = both[both > NO_FACE_SCORE]
+    low, high = (float(real.min()), float(real.max())) if real.size else (-1.0, 1.0)
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return {
+        name: metrics.histogram(np.clip(scores, low, high), bins=HISTOGRAM_BINS, range=(low, high)).to_dict()
+        for name, scores in (("genuine", genuine), ("impostor", impostor))
+    }
+
+
+def identification_report(
+    similarity: NDArray[np.floating[Any]],
+    labels: Sequence[Any] | NDArray[Any],
+    identify_threshold: float | None = None,
+) -> dict[str, Any]:
+    """CMC by leave-one-out, and FNIR at FPIR by holding out each identity in turn.
+
+    ``similarity`` is the (N, N) template-vs-template matrix. Mated probes are
+    the templates whose identity has another template (their own column is left
+    out); every template is also a non-mated probe once its identity's columns
+    are removed from the gallery, which is the gallery without that person.
+    """
+    label_array = np.asarray(labels)
+    identities = np.unique(label_array)
+    loo = metrics.leave_one_out_cmc(similarity, label_array, CMC_RANKS)
+    if loo.probes == 0 or identities.size < 2:
+        return {
+            "cmc": None,
+            "fnir_at_fpir": None,
+            "probes": loo.probes,
+            "fnir": None,
+            "fpir": None,
+            "note": "identification needs at least 2 identities and one with 2 or more templates",
+        }
+    counts = {
+        identity: int(n) for identity, n in zip(*np.unique(label_array, return_counts=True), strict=True)
+    }
+    mated_rows = np.flatnonzero([counts[label] > 1 for label in label_array])  # (Pm,)
+    mated = similarity[mated_rows].astype(np.float64)  # (Pm, N)
+    mated[np.arange(mated_rows.size), mated_rows] = -np.inf  # a template never finds itself
+    nonmated = similarity.astype(np.float64)  # (N, N)
+    nonmated[label_array[:, None] == label_array[None, :]] = -np.inf  # the probe's identity is held out
+    points = metrics.open_set(mated, label_array[mated_rows], nonmated, label_array, FPIR_TARGETS)
+    report: dict[str, Any] = {
+        "cmc": {str(rank): value for rank, value in loo.cmc.items()},
+        "fnir_at_fpir": {
+            key: {**point.to_dict(), "nonmated": int(nonmated.shape[0]), "mated": int(mated_rows.size)}
+            for key, point in points.items()
+        },
+        "probes": loo.probes,
+        "fnir": None,
+        "fpir": None,
+        "note": (
+            f"CMC: leave-one-out over {loo.probes} templates of identities with 2+ templates "
+            f"({loo.skipped} single templates only serve as gallery); FNIR at FPIR: each of "
+            f"{identities.size} identities held out in turn, its templates probing the rest"
+        ),
+    }
+    if identify_threshold is not None:
+        fnir, fpir = metrics.open_set_rates(
+            mated, label_array[mated_rows], nonmated, label_array, identify_threshold
+        )
+        report["fnir"], report["fpir"] = fnir, fpir
+    return report
+
+
+def rates_from_curve(curve: Sequence[dict[str, float]], threshold: float) -> tuple[float, float]:
+    """(FAR, FRR) read off a stored curve: the first point at or above ``threshold``.
+
+    Exact at the curve's own thresholds; between them FAR is an upper bound
+    on the kept point's side, good enough to place a marker on a plot.
+    """
+    for point in curve:
+        if point["threshold"] >= threshold:
+            return point["far"], point["frr"]
+    return curve[-1]["far"], curve[-1]["frr"]
