@@ -31,3 +31,12 @@ def list_audit(session: Session, limit: int = 100, before_id: int | None = None)
     if before_id is not None:
         query = query.where(AuditLog.id < before_id)
     return list(session.scalars(query))
+
+
+def list_audit_by_action(session: Session, action: str, limit: int = 50) -> list[AuditLog]:
+    """One kind of entry (e.g. ``threshold.set``), newest first."""
+    return list(
+        session.scalars(
+            select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id.desc()).limit(limit)
+        )
+    )

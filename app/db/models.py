@@ -142,3 +142,62 @@ class ChangeLog(Base):
     face_id: Mapped[int] = mapped_column(Integer)
     subject_id: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Report(Base):
+    """A computed FAR/FRR report (``app.eval.report``'s JSON): the last gallery one, and evaluations'.
+
+    ``gallery_seq`` is the change-log seq the gallery report saw, so a later
+    enrolment or deletion marks it stale. Holds scores' summaries only, never
+    embeddings or images.
+    """
+
+    __tablename__ = "reports"
+    __table_args__ = (CheckConstraint("kind IN ('gallery', 'evaluation')", name="kind"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    evaluation_id: Mapped[str | None] = mapped_column(String(32))
+    gallery_seq: Mapped[int | None] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Job(Base):
+    """A background computation run by one worker; any worker reads its progress from here."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    result_id: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Evaluation(Base):
+    """An uploaded evaluation set: counts and its report only; the images are deleted after the job."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    no_face: Mapped[int] = mapped_column(Integer, default=0)
+    identities: Mapped[int] = mapped_column(Integer, default=0)
+    pairs_source: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(String(1000))
+    report_id: Mapped[str | None] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -41,7 +41,7 @@ def _version(url: str) -> str | None:
 def test_upgrade_builds_the_models_schema(empty_db_url: str) -> None:
     upgrade_database(empty_db_url)
     assert _schema_diff(empty_db_url) == []
-    assert _version(empty_db_url) == "0001"
+    assert _version(empty_db_url) == "0002"
 
 
 def test_upgrade_twice_changes_nothing_and_keeps_data(empty_db_url: str) -> None:
@@ -56,7 +56,7 @@ def test_upgrade_twice_changes_nothing_and_keeps_data(empty_db_url: str) -> None
     finally:
         engine.dispose()
     assert _schema_diff(empty_db_url) == []
-    assert _version(empty_db_url) == "0001"
+    assert _version(empty_db_url) == "0002"
 
 
 def test_integer_ids_are_never_reused_on_sqlite(empty_db_url: str) -> None:
@@ -100,7 +100,7 @@ def test_alembic_command_line_upgrades_too(empty_db_url: str) -> None:
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    assert _version(empty_db_url) == "0001"
+    assert _version(empty_db_url) == "0002"
     assert _schema_diff(empty_db_url) == []
 
 
