@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimit, RequestMetrics
-from app.api.routes import admin_page, enroll, keys, recognition, subjects, system
+from app.api.routes import admin, admin_evaluations, admin_page, enroll, keys, recognition, subjects, system
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 from app.pipeline.face_pipeline import FacePipeline
@@ -55,6 +55,6 @@ def create_app(settings: Settings | None = None, *, pipeline: FacePipeline | Non
     # Added last = outermost: the size limit sees the body before anything else reads it.
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    for module in (enroll, recognition, subjects, keys, system, admin_page):
+    for module in (enroll, recognition, subjects, keys, admin, admin_evaluations, system, admin_page):
         app.include_router(module.router)
     return app

@@ -117,3 +117,51 @@ class SubjectHasNoFaces(AppError):
 
     code = "subject_has_no_faces"
     status = 422
+
+
+class NotEnoughData(AppError):
+    """A report needs genuine and impostor comparisons: 2+ subjects, one of them with 2+ templates."""
+
+    code = "not_enough_data"
+    status = 409
+
+
+class FarNotMeasurable(AppError):
+    """The report's impostor comparisons cannot show the requested FAR."""
+
+    code = "far_not_measurable"
+    status = 409
+
+
+class ReportNotFound(AppError):
+    code = "report_not_found"
+    status = 404
+
+
+class JobNotFound(AppError):
+    code = "job_not_found"
+    status = 404
+
+
+class EvaluationNotFound(AppError):
+    code = "evaluation_not_found"
+    status = 404
+
+
+class EvaluationNotReady(AppError):
+    """The evaluation is still running (or failed), so it has no report yet."""
+
+    code = "evaluation_not_ready"
+    status = 409
+
+
+class InvalidArchive(AppError):
+    """The upload is not a readable zip, or its contents are unsafe or malformed (pairs list)."""
+
+    code = "invalid_archive"
+    status = 400
+
+
+class EmptyEvaluation(AppError):
+    code = "empty_evaluation"
+    status = 400

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     index_use_gpu: bool | None = None
     index_sync_interval_s: float = Field(default=0.3, gt=0.0, le=60.0)
     index_snapshot_interval_s: float = Field(default=300.0, gt=0.0)
+    # Admin FAR/FRR report: impostor pairs beyond this are a uniform sample of this size;
+    # a report with more comparisons than report_sync_max_comparisons runs as a background job.
+    report_max_impostor_pairs: int = Field(default=2_000_000, ge=1_000)
+    report_sync_max_comparisons: int = Field(default=200_000, ge=0)
 
     @field_validator("admin_key")
     @classmethod

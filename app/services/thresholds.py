@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.core.errors import ModelPackError
 from app.core.logging import log_event
+from app.db.audit import list_audit_by_action, write_audit
 from app.db.stored_settings import get_setting, set_setting
 from app.pipeline.manifest import ModelManifest
 
@@ -26,6 +29,10 @@ VERIFY_KEY = "verify_threshold"
 IDENTIFY_KEY = "identify_threshold"
 VERIFY_FAR = 1e-3
 IDENTIFY_FAR = 1e-4
+# Where each stored value came from ({key: text}); a key absent here is the seeded default.
+SOURCES_KEY = "threshold_sources"
+# The audit action of a threshold change: the audit log is also the thresholds' history.
+THRESHOLD_SET_ACTION = "threshold.set"
 
 # Used only while the manifest carries no calibrated thresholds. Measured for
 # dlib-resnet-v1 with this pipeline on 1,200 LFW faces of 600 people
@@ -75,3 +82,70 @@ def operating_thresholds(session: Session, defaults: OperatingThresholds) -> Ope
         verify=float(get_setting(session, VERIFY_KEY, defaults.verify)),
         identify=float(get_setting(session, IDENTIFY_KEY, defaults.identify)),
     )
+
+
+@dataclass(frozen=True)
+class ThresholdChange:
+    key: str
+    value: float
+    previous: float | None
+    actor: str
+    at: datetime
+    source: str
+
+
+def threshold_sources(session: Session) -> dict[str, str]:
+    """Where the verify and identify thresholds in force came from."""
+    stored: dict[str, Any] = get_setting(session, SOURCES_KEY, {}) or {}
+    return {
+        "verify": str(stored.get(VERIFY_KEY, f"model manifest default (FAR {VERIFY_FAR:g})")),
+        "identify": str(stored.get(IDENTIFY_KEY, f"model manifest default (FAR {IDENTIFY_FAR:g})")),
+    }
+
+
+def set_thresholds(
+    session: Session,
+    defaults: OperatingThresholds,
+    values: dict[str, float],
+    *,
+    actor: str,
+    source: str,
+) -> OperatingThresholds:
+    """Store new values (keys ``VERIFY_KEY``/``IDENTIFY_KEY``), each audited with its previous value.
+
+    Call in a write transaction. Every worker reads the stored values on each
+    request, so the change holds everywhere once this commits.
+    """
+    current = operating_thresholds(session, defaults)
+    previous = {VERIFY_KEY: current.verify, IDENTIFY_KEY: current.identify}
+    sources = dict(get_setting(session, SOURCES_KEY, {}) or {})
+    for key, value in values.items():
+        if key not in previous:
+            raise ValueError(f"unknown threshold {key!r}")
+        set_setting(session, key, float(value))
+        sources[key] = source
+        write_audit(
+            session,
+            actor,
+            THRESHOLD_SET_ACTION,
+            key,
+            {"value": float(value), "previous": previous[key], "source": source},
+        )
+        log_event(logger, "thresholds.set", key=key, value=value, previous=previous[key], actor=actor)
+    set_setting(session, SOURCES_KEY, sources)
+    return operating_thresholds(session, defaults)
+
+
+def threshold_history(session: Session, limit: int = 50) -> list[ThresholdChange]:
+    """Threshold changes, newest first, read back from the audit log."""
+    return [
+        ThresholdChange(
+            key=entry.target,
+            value=float(entry.details.get("value", 0.0)),
+            previous=entry.details.get("previous"),
+            actor=entry.actor,
+            at=entry.at,
+            source=str(entry.details.get("source", "")),
+        )
+        for entry in list_audit_by_action(session, THRESHOLD_SET_ACTION, limit)
+    ]

@@ -1,0 +1,89 @@
+"""Read-side admin use cases: the report's picture, job status, the thresholds view."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy.orm import Session
+
+from app.core.errors import EvaluationNotReady, JobNotFound
+from app.db.models import Job, Report
+from app.db.reports import get_job
+from app.eval.plots import plot_report
+from app.eval.report import rates_from_curve
+from app.schemas.admin import ThresholdChangePublic, ThresholdSources, ThresholdsPublic
+from app.services.container import Services
+from app.services.evaluations import evaluation_or_404, evaluation_report
+from app.services.report import gallery_report
+from app.services.thresholds import operating_thresholds, threshold_history, threshold_sources
+
+ImageFormat = Literal["png", "svg"]
+MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
+
+
+def report_picture(
+    services: Services,
+    session: Session,
+    image_format: ImageFormat,
+    threshold: float | None,
+    evaluation_id: str | None,
+) -> tuple[bytes, str]:
+    """The picture of an evaluation's report, or of the gallery report (computed if needed)."""
+    report = _report_for_picture(services, session, evaluation_id)
+    body = report.body
+    operating = body["operating"]
+    if threshold is None or threshold == operating["verify_threshold"]:
+        marker = (operating["verify_threshold"], operating["far"], operating["frr"])
+    else:
+        marker = (threshold, *rates_from_curve(body["curve"], threshold))
+    with tempfile.TemporaryDirectory(prefix="facerec-plot-") as folder:
+        out = Path(folder) / f"report.{image_format}"
+        plot_report(body, int(body["counts"]["impostor"]), out, marker)
+        return out.read_bytes(), MEDIA_TYPES[image_format]
+
+
+def _report_for_picture(services: Services, session: Session, evaluation_id: str | None) -> Report:
+    if evaluation_id is not None:
+        evaluation = evaluation_or_404(session, evaluation_id)
+        report = evaluation_report(session, evaluation)
+        if report is None:
+            raise EvaluationNotReady(
+                f"evaluation {evaluation_id!r} has no report ({evaluation.state})",
+                {"evaluation_id": evaluation_id, "state": evaluation.state},
+            )
+        return report
+    result = gallery_report(services, session)
+    if isinstance(result, Job):
+        raise EvaluationNotReady(
+            "the gallery report is being computed; try again when the job is done", {"job": result.id}
+        )
+    return result
+
+
+def job_or_404(session: Session, job_id: str) -> Job:
+    job = get_job(session, job_id)
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r}", {"job_id": job_id})
+    return job
+
+
+def thresholds_view(services: Services, session: Session) -> ThresholdsPublic:
+    in_force = operating_thresholds(session, services.default_thresholds)
+    return ThresholdsPublic(
+        verify_threshold=in_force.verify,
+        identify_threshold=in_force.identify,
+        source=ThresholdSources(**threshold_sources(session)),
+        history=[
+            ThresholdChangePublic(
+                key=change.key,
+                value=change.value,
+                previous=change.previous,
+                actor=change.actor,
+                at=change.at,
+                source=change.source,
+            )
+            for change in threshold_history(session)
+        ],
+    )

@@ -1,0 +1,174 @@
+"""Evaluation sets uploaded by the operator: detect and embed (enrolling no one), then the same report.
+
+The images live only in a temporary folder while the job runs and are
+deleted after it, whatever happens; the database keeps counts and the report.
+Embedding and pair scoring are ``facerec eval``'s (``app.eval``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.core.errors import EvaluationNotFound
+from app.core.logging import log_event
+from app.db.audit import write_audit
+from app.db.evaluations import add_evaluation, delete_evaluation, get_evaluation, list_evaluations
+from app.db.models import Evaluation, Report
+from app.db.reports import add_report, delete_report, get_report, new_id
+from app.db.session import begin_write
+from app.eval.embedding import EmbeddedSet, embed_files
+from app.eval.report import identification_report
+from app.eval.run import score_pairs
+from app.eval.template_pairs import ProgressFn
+from app.pipeline.similarity import pairwise_similarity
+from app.services.archive import EvaluationSet, unpack_evaluation
+from app.services.container import Services
+from app.services.jobs import start_after_commit
+from app.services.report import ReportContext, build_report, context_of, templates_report
+
+logger = logging.getLogger(__name__)
+
+# Images embedded between two progress writes.
+EMBED_CHUNK = 32
+
+
+def create_evaluation(
+    services: Services, session: Session, upload: IO[bytes], name: str | None, actor: str
+) -> Evaluation:
+    """Unpack and check the upload now (bad input is a 400), then embed and report in the background."""
+    folder = Path(tempfile.mkdtemp(prefix="facerec-eval-"))
+    try:
+        evaluation_set = unpack_evaluation(upload, folder)
+        begin_write(session)
+        evaluation = add_evaluation(
+            session,
+            new_id("ev"),
+            name or "evaluation",
+            total=len(evaluation_set.images),
+            identities=evaluation_set.identities,
+            pairs_source="pairs.txt" if evaluation_set.pairs is not None else "all",
+            actor=actor,
+        )
+        context = context_of(services, session)
+        write_audit(
+            session,
+            actor,
+            "evaluation.create",
+            evaluation.id,
+            {
+                "images": evaluation.images,
+                "identities": evaluation.identities,
+                "pairs": evaluation.pairs_source,
+            },
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    evaluation_id = evaluation.id
+
+    def work(progress: ProgressFn) -> dict[str, Any]:
+        try:
+            return _evaluate(services, context, evaluation_id, evaluation_set, progress)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    start_after_commit(session, services.session_factory, Evaluation, evaluation.id, work)
+    log_event(
+        logger,
+        "evaluation.created",
+        id=evaluation.id,
+        images=evaluation.images,
+        pairs=evaluation.pairs_source,
+    )
+    return evaluation
+
+
+def _evaluate(
+    services: Services,
+    context: ReportContext,
+    evaluation_id: str,
+    evaluation_set: EvaluationSet,
+    progress: ProgressFn,
+) -> dict[str, Any]:
+    pipeline = services.pipeline
+    paths = list(evaluation_set.images)
+    embedded = EmbeddedSet()
+    for start in range(0, len(paths), EMBED_CHUNK):
+        chunk = embed_files(pipeline, paths[start : start + EMBED_CHUNK], progress=False)
+        embedded.embeddings.update(chunk.embeddings)
+        embedded.no_face.extend(chunk.no_face)
+        embedded.retried.extend(chunk.retried)
+        embedded.unreadable.update(chunk.unreadable)
+        progress(min(len(paths), start + EMBED_CHUNK))
+    found = [path for path in paths if path in embedded.embeddings]
+    vectors = (
+        np.stack([embedded.embeddings[path] for path in found]).astype(np.float32)
+        if found
+        else np.zeros((0, 1), dtype=np.float32)
+    )  # (F, D)
+    labels = np.array([evaluation_set.images[path] for path in found])  # (F,)
+    source = {"kind": "evaluation", "evaluation_id": evaluation_id}
+    if evaluation_set.pairs is None:
+        body = templates_report(
+            context, vectors, labels, max_impostor=services.settings.report_max_impostor_pairs, source=source
+        )
+    else:
+        scores, same = score_pairs(evaluation_set.pairs, embedded, pipeline.metric)
+        similarity = (
+            pairwise_similarity(vectors, vectors, pipeline.metric) if found else np.zeros((0, 0), np.float32)
+        )  # (F, F)
+        identification = identification_report(similarity, labels, context.thresholds.identify)
+        body = build_report(
+            context,
+            scores[same],
+            scores[~same],
+            identification,
+            source={**source, "impostor_sampled": False, "impostor_total": int(np.count_nonzero(~same))},
+            counts={"subjects": evaluation_set.identities, "templates": len(found)},
+        )
+    no_face = len(embedded.no_face) + len(embedded.unreadable)
+    body["source"]["no_face"] = no_face
+    with services.session_factory() as session:
+        begin_write(session)
+        add_report(
+            session,
+            body["id"],
+            "evaluation",
+            body,
+            model_name=context.model_name,
+            evaluation_id=evaluation_id,
+        )
+        session.commit()
+    log_event(logger, "evaluation.done", id=evaluation_id, images=len(paths), no_face=no_face)
+    return {"report_id": body["id"], "no_face": no_face, "progress": len(paths)}
+
+
+def evaluation_or_404(session: Session, evaluation_id: str) -> Evaluation:
+    evaluation = get_evaluation(session, evaluation_id)
+    if evaluation is None:
+        raise EvaluationNotFound(f"no evaluation {evaluation_id!r}", {"evaluation_id": evaluation_id})
+    return evaluation
+
+
+def evaluation_report(session: Session, evaluation: Evaluation) -> Report | None:
+    return get_report(session, evaluation.report_id) if evaluation.report_id else None
+
+
+def all_evaluations(session: Session) -> list[Evaluation]:
+    return list_evaluations(session)
+
+
+def remove_evaluation(session: Session, evaluation_id: str, actor: str) -> None:
+    begin_write(session)
+    evaluation = evaluation_or_404(session, evaluation_id)
+    if evaluation.report_id:
+        delete_report(session, evaluation.report_id)
+    delete_evaluation(session, evaluation)
+    write_audit(session, actor, "evaluation.delete", evaluation_id)

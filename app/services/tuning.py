@@ -1,0 +1,101 @@
+"""Admin threshold tuning and the dashboard's figures."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.errors import FarNotMeasurable, ReportNotFound, ValidationFailed
+from app.db.faces import count_faces
+from app.db.models import Job, Report
+from app.db.reports import get_report, latest_gallery_report
+from app.db.session import begin_write
+from app.db.subjects import count_subjects
+from app.eval.report import AT_FAR_TARGETS
+from app.services.container import Services
+from app.services.report import gallery_report
+from app.services.thresholds import (
+    IDENTIFY_KEY,
+    VERIFY_KEY,
+    OperatingThresholds,
+    operating_thresholds,
+    set_thresholds,
+)
+
+
+class ReportPending(ReportNotFound):
+    """No report to read the target FAR from yet; one is being computed (``details.job``)."""
+
+    code = "report_pending"
+    status = 409
+
+
+def set_direct(
+    services: Services, session: Session, values: dict[str, float], actor: str
+) -> OperatingThresholds:
+    begin_write(session)
+    return set_thresholds(session, services.default_thresholds, values, actor=actor, source="set by admin")
+
+
+def set_from_report(
+    services: Services, session: Session, target_far: float, report_id: str | None, actor: str
+) -> OperatingThresholds:
+    """Both thresholds from a report's ``at_far`` entry for ``target_far``.
+
+    Without ``report_id``: the latest gallery report, computed now if there is none.
+    """
+    entry_index = _target_index(target_far)
+    begin_write(session)
+    report = _chosen_report(services, session, report_id)
+    entry: dict[str, Any] = report.body["at_far"][entry_index]
+    if not entry["measurable"] or entry["threshold"] is None:
+        raise FarNotMeasurable(entry["note"], {"report_id": report.id, "target_far": target_far})
+    threshold = float(entry["threshold"])
+    source = f"report {report.id} at FAR {target_far:g}"
+    values = {VERIFY_KEY: threshold, IDENTIFY_KEY: threshold}
+    return set_thresholds(session, services.default_thresholds, values, actor=actor, source=source)
+
+
+def _target_index(target_far: float) -> int:
+    for index, target in enumerate(AT_FAR_TARGETS):
+        if math.isclose(target, target_far, rel_tol=1e-9):
+            return index
+    raise ValidationFailed(
+        f"target_far must be one of the report's targets: {', '.join(f'{t:g}' for t in AT_FAR_TARGETS)}",
+        {"target_far": target_far},
+    )
+
+
+def _chosen_report(services: Services, session: Session, report_id: str | None) -> Report:
+    if report_id is not None:
+        report = get_report(session, report_id)
+        if report is None:
+            raise ReportNotFound(f"no report {report_id!r}", {"report_id": report_id})
+        return report
+    latest = latest_gallery_report(session, services.model.name)
+    if latest is not None:
+        return latest
+    computed = gallery_report(services, session)
+    if isinstance(computed, Job):
+        raise ReportPending(
+            "there is no gallery report yet; it is being computed, try again when the job is done",
+            {"job": computed.id},
+        )
+    return computed
+
+
+def admin_stats(services: Services, session: Session) -> dict[str, Any]:
+    thresholds = operating_thresholds(session, services.default_thresholds)
+    latest = latest_gallery_report(session, services.model.name)
+    return {
+        "subjects": count_subjects(session),
+        "faces": count_faces(session, services.model.name),
+        "model": services.model.name,
+        "metric": services.pipeline.metric,
+        "embedding_size": services.model.embedding_size or 0,
+        "index_size": services.index.index.ntotal,
+        "thresholds": {"verify": thresholds.verify, "identify": thresholds.identify},
+        "last_report": {"id": latest.id, "created_at": latest.created_at} if latest is not None else None,
+    }
