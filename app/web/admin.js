@@ -108,7 +108,7 @@ async function loadReport(refresh) {
   try {
     const report = await fetchGalleryReport(refresh);
     state.report = report;
-    renderReport(byId("gallery-report"), report);
+    renderReport(byId("gallery-report"), report, { onTryThreshold: trySliderAt });
     setUpSlider();
     clearError("report-error");
     statusBox.textContent = "";
@@ -150,7 +150,8 @@ function setUpSlider() {
   }
   const low = curve[0].threshold;
   const high = curve[curve.length - 1].threshold;
-  const step = 10 ** Math.floor(Math.log10(Math.max(high - low, 1e-6) / 500));
+  // Fine enough (thousands of positions) that the threshold in force, shown to 4 decimals, is on it.
+  const step = 10 ** Math.floor(Math.log10(Math.max(high - low, 1e-6) / 5000));
   const decimals = Math.max(0, -Math.floor(Math.log10(step)));
   slider.step = String(step);
   slider.min = (Math.floor(low / step) * step).toFixed(decimals);
@@ -182,6 +183,16 @@ function showLiveRates() {
   byId("far-counts").textContent =
     `≈ ${formatCount(Math.round(far * impostor))} of ${formatCount(impostor)} impostor pairs${sampled}`;
   byId("frr-counts").textContent = `≈ ${formatCount(Math.round(frr * genuine))} of ${formatCount(genuine)} genuine pairs`;
+}
+
+/** Puts the slider at `threshold` (a target FAR's, from the report table) and brings it into view. */
+function trySliderAt(threshold) {
+  const slider = byId("threshold-slider");
+  slider.value = String(threshold);
+  showLiveRates();
+  slider.scrollIntoView({ block: "center" });
+  slider.focus();
+  showPlot(Number(slider.value));
 }
 
 function renderThresholds(answer) {
@@ -225,7 +236,8 @@ async function applyThreshold() {
     renderThresholds(await apiJson("/admin/threshold"));
     clearError("threshold-error");
     byId("apply-status").textContent = `Verify threshold set to ${formatThreshold(value)}.`;
-    await Promise.all([refreshStats(), showPlot()]);
+    // The report's operating point (and its plot's marker) belongs to the thresholds in force.
+    await loadReport(false);
   } catch (error) {
     byId("apply-status").textContent = "";
     showError("threshold-error", error);
@@ -407,13 +419,18 @@ function drawFaces(canvas, image, faces) {
   });
 }
 
+function subjectLabel(candidate) {
+  if (!candidate.name || candidate.name === candidate.subject_id) return candidate.subject_id;
+  return `${candidate.name} (${candidate.subject_id})`;
+}
+
 function faceListItem(face, index) {
   const verdict = face.match ? `match: ${face.candidates[0].name || face.match.subject_id}` : "no match (unknown)";
   const candidates = face.candidates.map((candidate) =>
     el(
       "li",
       { "data-subject-id": candidate.subject_id },
-      `${candidate.name || candidate.subject_id} (${candidate.subject_id}): ${candidate.similarity.toFixed(4)}`,
+      `${subjectLabel(candidate)}: ${candidate.similarity.toFixed(4)}`,
     ),
   );
   return el(

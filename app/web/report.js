@@ -7,7 +7,8 @@ import { el } from "./api.js";
 /** Rates as fractions: decimals down to 0.001, then scientific notation (1e-4, 1.5e-5) as biometrics quotes FARs. */
 export function formatRate(value) {
   if (value === null || value === undefined) return "—";
-  if (value === 0) return "0";
+  // Interval bounds can carry float dust (3.5e-18) where the bound is zero.
+  if (Math.abs(value) < 1e-12) return "0";
   if (value >= 0.001) return String(Number(value.toPrecision(3)));
   return value.toExponential(1).replace(".0e", "e");
 }
@@ -58,6 +59,8 @@ export function ratesAt(curve, threshold) {
 
 // ----- tables -----------------------------------------------------------
 
+const CMC_RANKS = [1, 2, 3, 5, 10, 20];
+
 const row = (...cells) => el("tr", {}, ...cells.map((cell) => el("td", {}, cell)));
 const headRow = (...names) => el("tr", {}, ...names.map((name) => el("th", { scope: "col" }, name)));
 
@@ -72,10 +75,11 @@ function factTable(facts) {
 function sourceText(report) {
   const source = report.source || {};
   const what = source.kind === "evaluation" ? `evaluation ${source.evaluation_id}` : "gallery";
+  const noFace = source.no_face ? `; ${formatCount(source.no_face)} images without a face left out` : "";
   const sampled = source.impostor_sampled
     ? `; impostor pairs sampled from ${formatCount(source.impostor_total)} possible`
     : "";
-  return `${what}, ${report.model} (${report.metric}), ${formatTime(report.created_at)}${sampled}`;
+  return `${what}, ${report.model} (${report.metric}), ${formatTime(report.created_at)}${sampled}${noFace}`;
 }
 
 function summaryTable(report) {
@@ -96,11 +100,25 @@ function summaryTable(report) {
   return factTable(facts);
 }
 
-function atFarTable(report) {
+function atFarThreshold(entry, onTryThreshold) {
+  if (!entry.measurable) return "not measurable";
+  const text = formatThreshold(entry.threshold);
+  if (!onTryThreshold) return text;
+  const label = `Show FAR ${formatRate(entry.target_far)} on the slider`;
+  const button = el(
+    "button",
+    { type: "button", className: "try-threshold", title: label, "aria-label": label },
+    "try",
+  );
+  button.addEventListener("click", () => onTryThreshold(entry.threshold));
+  return [text, " ", button];
+}
+
+function atFarTable(report, onTryThreshold) {
   const rows = report.at_far.map((entry) => {
     const tr = row(
       formatRate(entry.target_far),
-      entry.measurable ? formatThreshold(entry.threshold) : "not measurable",
+      atFarThreshold(entry, onTryThreshold),
       `${formatRate(entry.far)} ${formatCi(entry.far_ci)}`,
       entry.frr === null ? "—" : `${formatRate(entry.frr)} ${formatCi(entry.frr_ci)}`,
       `${formatCount(entry.false_accepts)} / ${formatCount(entry.impostor)}`,
@@ -118,23 +136,15 @@ function atFarTable(report) {
   );
 }
 
-/** FNIR@FPIR entries are small objects; show every field they carry. */
-function describe(value) {
-  if (value === null || value === undefined) return "—";
-  if (typeof value !== "object") return typeof value === "number" ? String(+value.toFixed(6)) : String(value);
-  return Object.entries(value)
-    .map(([name, field]) => {
-      if (typeof field !== "number") return `${name}: ${describe(field)}`;
-      return /threshold/.test(name) ? `${name}: ${formatThreshold(field)}` : `${name}: ${formatRate(field)}`;
-    })
-    .join(", ");
-}
-
 function identificationBlock(report) {
   const identification = report.identification || {};
-  const parts = [el("h4", {}, "Identification (1:N)")];
+  const probes = identification.probes ? `, ${formatCount(identification.probes)} searches` : "";
+  const parts = [el("h4", {}, `Identification (1:N)${probes}`)];
   if (identification.cmc) {
-    const ranks = Object.keys(identification.cmc).sort((a, b) => Number(a) - Number(b));
+    // The usual ranks keep the table narrow; the JSON has every rank up to 20.
+    const all = Object.keys(identification.cmc).sort((a, b) => Number(a) - Number(b));
+    const usual = all.filter((rank) => CMC_RANKS.includes(Number(rank)));
+    const ranks = usual.length ? usual : all;
     parts.push(
       el(
         "table",
@@ -146,14 +156,24 @@ function identificationBlock(report) {
     );
   }
   if (identification.fnir_at_fpir) {
-    const entries = Object.entries(identification.fnir_at_fpir);
+    const rows = Object.values(identification.fnir_at_fpir).map((point) => {
+      const tr = row(
+        formatRate(point.fpir),
+        point.measurable ? formatThreshold(point.threshold) : "not measurable",
+        formatRate(point.fnir),
+        formatRate(point.observed_fpir),
+        `${formatCount(point.mated)} / ${formatCount(point.nonmated)}`,
+      );
+      if (!point.measurable) tr.className = "not-measurable";
+      return tr;
+    });
     parts.push(
       el(
         "table",
         { className: "fnir" },
-        el("caption", {}, "FNIR at FPIR"),
-        el("thead", {}, headRow("FPIR", "Result")),
-        el("tbody", {}, ...entries.map(([fpir, value]) => row(formatRate(Number(fpir)), describe(value)))),
+        el("caption", {}, "FNIR at FPIR: misses of enrolled people when strangers are let through at this rate"),
+        el("thead", {}, headRow("Target FPIR", "Threshold", "FNIR", "Observed FPIR", "Mated / non-mated searches")),
+        el("tbody", {}, ...rows),
       ),
     );
   }
@@ -177,12 +197,15 @@ function operatingTable(report) {
   ];
 }
 
-/** Replaces the tables inside `container` (which holds a `.report-tables` element) with `report`'s. */
-export function renderReport(container, report) {
+/**
+ * Replaces the tables inside `container` (which holds a `.report-tables` element) with `report`'s.
+ * With `onTryThreshold`, each measurable target FAR gets a button handing its threshold over.
+ */
+export function renderReport(container, report, { onTryThreshold } = {}) {
   const tables = container.querySelector(".report-tables");
   tables.replaceChildren(
     summaryTable(report),
-    atFarTable(report),
+    atFarTable(report, onTryThreshold),
     ...identificationBlock(report),
     ...operatingTable(report),
   );
