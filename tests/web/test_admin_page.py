@@ -129,6 +129,15 @@ def test_page_asks_for_the_key_then_shows_stats_report_and_plot(
     assert page.context.cookies() == []
     assert ADMIN_KEY not in page.url
 
+    # A reload in the same tab keeps the key; "Forget key" drops it and asks again.
+    page.reload()
+    expect(page.locator("#admin-content")).to_be_visible()
+    expect(page.locator("#stats-subjects")).to_have_text(f"{stats['subjects']:,}")
+    page.click("#key-forget")
+    expect(page.locator("#key-input")).to_be_visible()
+    expect(page.locator("#admin-content")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
+
 
 def test_slider_shows_far_and_frr_read_off_the_report_curve(
     page: Page, live_service: LiveService, api: httpx.Client
@@ -268,7 +277,7 @@ def canvas_pixel(page: Page, x: float, y: float) -> tuple[int, int, int]:
 
 
 def test_try_it_draws_each_face_with_its_candidates(
-    page: Page, live_service: LiveService, api: httpx.Client
+    page: Page, live_service: LiveService, api: httpx.Client, tmp_path: Path
 ) -> None:
     photo = require_data(GROUP_PHOTO)
     expected: dict[str, Any] = api.post(
@@ -279,10 +288,19 @@ def test_try_it_draws_each_face_with_its_candidates(
 
     open_with_key(page, live_service)
     wait_for_plot(page)
+
+    # Not an image: the service's error is shown.
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_bytes(b"plain text, not a photo")
+    page.set_input_files("#try-file", str(not_an_image))
+    page.click("#try-submit")
+    expect(page.locator("#try-error")).to_have_attribute("data-code", "invalid_image")
+
     page.set_input_files("#try-file", str(photo))
     page.click("#try-submit")
     faces = page.locator("#try-results > li")
     expect(faces).to_have_count(len(expected["faces"]))
+    expect(page.locator("#try-error")).to_be_hidden()
     for index, face in enumerate(expected["faces"]):
         shown = faces.nth(index)
         expect(shown).to_have_attribute("data-match", face["match"]["subject_id"] if face["match"] else "")
