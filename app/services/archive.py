@@ -69,10 +69,10 @@ def _safe_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     wanted = []
     for info in infos:
         name = PurePosixPath(info.filename.replace("\\", "/"))
-        if info.is_dir() or any(part.startswith(".") or part == "__MACOSX" for part in name.parts):
-            continue
         if name.is_absolute() or ".." in name.parts:
             raise InvalidArchive(f"unsafe path in the archive: {info.filename!r}")
+        if info.is_dir() or any(part.startswith(".") or part == "__MACOSX" for part in name.parts):
+            continue
         if name.suffix.lower() in IMAGE_SUFFIXES or name.name.lower() == "pairs.txt":
             wanted.append(info)
     return wanted

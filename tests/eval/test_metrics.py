@@ -352,6 +352,24 @@ def test_open_set_fnir_at_fpir_hand_computed() -> None:
     assert points["0.3"].measurable and not points["0.1"].measurable
 
 
+def test_open_set_rates_at_one_threshold_hand_computed() -> None:
+    mated = np.array([[0.9, 0.3], [0.4, 0.7], [0.5, 0.6], [0.2, 0.45]])  # as in the case above
+    nonmated = np.array([[0.1, 0.0], [0.55, 0.2], [0.3, 0.7], [0.65, 0.1]])  # tops 0.1, 0.55, 0.7, 0.65
+    labels = ["a", "b", "a", "b"]
+    # At 0.6: hits are probes 0 (0.9) and 1 (0.7); probe 2 ranks b first, probe 3 is below -> FNIR 2/4.
+    # Non-mated tops reaching 0.6: 0.7 and 0.65 -> FPIR 2/4.
+    assert metrics.open_set_rates(mated, labels, nonmated, ["a", "b"], 0.6) == (0.5, 0.5)
+    assert metrics.open_set_rates(mated, labels, nonmated, ["a", "b"], 0.7) == (
+        0.5,
+        0.25,
+    )  # 0.7 itself counts
+    assert metrics.open_set_rates(mated, labels, nonmated, ["a", "b"], 0.95) == (1.0, 0.0)
+    # The rates agree with open_set at its own thresholds.
+    for point in metrics.open_set(mated, labels, nonmated, ["a", "b"], fpirs=(0.25, 0.5)).values():
+        fnir, fpir = metrics.open_set_rates(mated, labels, nonmated, ["a", "b"], point.threshold)
+        assert (fnir, fpir) == pytest.approx((point.fnir, point.observed_fpir))
+
+
 # --------------------------------------------------------------------------- reporting helpers
 
 
