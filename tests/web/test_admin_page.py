@@ -18,7 +18,7 @@ from tests.conftest import SHARED_DATA, require_data
 from tests.web.conftest import ADMIN_KEY, ARTIFACTS, IDENTITIES, IMAGE_SUFFIXES, LiveService, gallery_report
 
 GROUP_PHOTO = SHARED_DATA / "group" / "obama_and_biden.jpg"
-MATCH_RGB = (0x1A, 0x7F, 0x37)  # admin.js MATCH_COLOUR
+MATCH_RGB = (0x1A, 0x7F, 0x37)  # try_it.js MATCH_COLOUR
 SCREENSHOT = ARTIFACTS / "admin-page.png"
 EVALUATION_PEOPLE = [f"deepface_person_0{i}" for i in range(1, 6)]
 
@@ -74,7 +74,7 @@ def test_the_page_and_its_files_are_served_without_a_key(live_service: LiveServi
     assert page.headers["content-type"].startswith("text/html")
     # Everything the page loads must come from the service itself.
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    for name in ("admin.js", "api.js", "report.js", "admin.css"):
+    for name in ("admin.js", "api.js", "report.js", "evaluations.js", "try_it.js", "admin.css"):
         asset = httpx.get(f"{live_service.base_url}/admin/static/{name}")
         assert asset.status_code == 200, name
         assert asset.content

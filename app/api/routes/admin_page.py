@@ -1,4 +1,4 @@
-"""GET /admin: the admin web page, and its script and style sheet.
+"""GET /admin: the admin web page, and its scripts and style sheet.
 
 The page itself needs no key: it asks the user for the admin key and sends it
 with every API call, so nothing secret is ever in the HTML, a cookie or a URL.
@@ -7,6 +7,7 @@ with every API call, so nothing secret is ever in the HTML, a cookie or a URL.
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -18,12 +19,13 @@ router = APIRouter(tags=["admin"], include_in_schema=False)
 
 _WEB = files("app.web")
 
-# Only these files are served: a name never becomes a path on its own.
-_STATIC_TYPES = {
-    "admin.js": "text/javascript; charset=utf-8",
-    "api.js": "text/javascript; charset=utf-8",
-    "report.js": "text/javascript; charset=utf-8",
-    "admin.css": "text/css; charset=utf-8",
+_MEDIA_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+# The scripts and style sheets of app/web, by name: a requested name is looked up here, never
+# joined onto a path, so nothing else on disk can be asked for.
+_STATIC_FILES = {
+    entry.name: _MEDIA_TYPES[PurePath(entry.name).suffix]
+    for entry in _WEB.iterdir()
+    if PurePath(entry.name).suffix in _MEDIA_TYPES
 }
 
 # Everything the page loads comes from this service; images may be blob: URLs
@@ -47,7 +49,7 @@ def admin_page() -> HTMLResponse:
 
 @router.get("/admin/static/{name}")
 def admin_static(name: Annotated[str, Path(max_length=64)]) -> FileResponse:
-    media_type = _STATIC_TYPES.get(name)
+    media_type = _STATIC_FILES.get(name)
     if media_type is None:
         raise RouteNotFound(f"no static file {name!r}")
     return FileResponse(

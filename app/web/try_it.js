@@ -1,0 +1,106 @@
+// "Try it": identify every face of a photo and draw the boxes and candidates on a canvas.
+
+import { apiJson, byId, clearError, el, showError } from "./api.js";
+import { formatThreshold } from "./report.js";
+
+const MATCH_COLOUR = "#1a7f37";
+const UNKNOWN_COLOUR = "#d1242f";
+const CANVAS_MAX_WIDTH = 960;
+
+function loadImage(file) {
+  return new Promise((resolve, reject) => {
+    const image = new Image();
+    const url = URL.createObjectURL(file);
+    image.onload = () => resolve({ image, url });
+    image.onerror = () => {
+      URL.revokeObjectURL(url);
+      reject(new Error("The browser cannot show this image (the service may still read it)."));
+    };
+    image.src = url; // the browser applies EXIF rotation, as the service does for its boxes
+  });
+}
+
+function faceLabel(face, index) {
+  const top = face.candidates[0];
+  if (face.match && top) return `${index + 1}. ${top.name || top.subject_id} ${top.similarity.toFixed(3)}`;
+  return `${index + 1}. unknown`;
+}
+
+function drawFaces(canvas, image, faces) {
+  const scale = Math.min(1, CANVAS_MAX_WIDTH / image.naturalWidth);
+  canvas.width = Math.round(image.naturalWidth * scale);
+  canvas.height = Math.round(image.naturalHeight * scale);
+  canvas.dataset.scale = String(scale);
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0, canvas.width, canvas.height);
+  context.lineWidth = 3;
+  context.font = "bold 14px system-ui, sans-serif";
+  context.textBaseline = "bottom";
+  faces.forEach((face, index) => {
+    const colour = face.match ? MATCH_COLOUR : UNKNOWN_COLOUR;
+    const x = face.box.x_min * scale;
+    const y = face.box.y_min * scale;
+    const width = (face.box.x_max - face.box.x_min) * scale;
+    const height = (face.box.y_max - face.box.y_min) * scale;
+    context.strokeStyle = colour;
+    context.strokeRect(x, y, width, height);
+    const label = faceLabel(face, index);
+    const labelWidth = context.measureText(label).width + 8;
+    const labelTop = y >= 20 ? y - 20 : y + height; // above the box, or below it at the top edge
+    context.fillStyle = colour;
+    context.fillRect(x - 1.5, labelTop, labelWidth, 20);
+    context.fillStyle = "#ffffff";
+    context.fillText(label, x + 2.5, labelTop + 17);
+  });
+}
+
+function subjectLabel(candidate) {
+  if (!candidate.name || candidate.name === candidate.subject_id) return candidate.subject_id;
+  return `${candidate.name} (${candidate.subject_id})`;
+}
+
+function faceListItem(face, index) {
+  const verdict = face.match ? `match: ${face.candidates[0].name || face.match.subject_id}` : "no match (unknown)";
+  const candidates = face.candidates.map((candidate) =>
+    el(
+      "li",
+      { "data-subject-id": candidate.subject_id },
+      `${subjectLabel(candidate)}: ${candidate.similarity.toFixed(4)}`,
+    ),
+  );
+  return el(
+    "li",
+    { className: face.match ? "face match" : "face unknown", "data-match": face.match ? face.match.subject_id : "" },
+    el("strong", {}, `Face ${index + 1}, ${verdict}`),
+    ` (detection score ${face.det_score.toFixed(3)})`,
+    candidates.length ? el("ol", { className: "candidates" }, ...candidates) : el("p", {}, "No candidates: the gallery is empty."),
+  );
+}
+
+export async function tryIdentify(event) {
+  event.preventDefault();
+  const file = byId("try-file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file);
+  form.append("all_faces", "true");
+  const button = byId("try-submit");
+  button.disabled = true;
+  byId("try-status").textContent = "Identifying…";
+  clearError("try-error");
+  try {
+    const result = await apiJson("/identify", { method: "POST", form });
+    const { image, url } = await loadImage(file);
+    drawFaces(byId("try-canvas"), image, result.faces);
+    URL.revokeObjectURL(url);
+    byId("try-results").replaceChildren(...result.faces.map(faceListItem));
+    byId("try-status").textContent =
+      `${result.faces.length} face(s); identify threshold ${formatThreshold(result.threshold)}, ` +
+      `model ${result.model.name || ""}`.trim();
+  } catch (error) {
+    byId("try-status").textContent = "";
+    showError("try-error", error);
+  } finally {
+    button.disabled = false;
+  }
+}
