@@ -1,0 +1,4 @@
+"""Experiment configs: one module per experiment, each defining `CONFIG: ExperimentConfig`.
+
+`facerec-train train --config <module name>` loads `training.configs.<module name>`.
+"""

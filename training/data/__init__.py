@@ -1,0 +1,1 @@
+"""Training data: face crops prepared with the service's detector and alignment, datasets and samplers."""
