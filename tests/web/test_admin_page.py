@@ -168,6 +168,15 @@ def test_slider_shows_far_and_frr_read_off_the_report_curve(
     assert far_low > far_high and frr_low < frr_high, seen
     assert far_text_low != far_text_high
 
+    # Letting go of the slider redraws the plot with its threshold line there.
+    old_plot = page.get_attribute("#report-plot", "src")
+    page.dispatch_event("#threshold-slider", "change")
+    page.wait_for_function(
+        "old => { const img = document.getElementById('report-plot');"
+        " return img.src !== old && img.complete && img.naturalWidth > 0; }",
+        arg=old_plot,
+    )
+
     # A target FAR's "try" button in the report table puts the slider at that threshold.
     index, entry = next((i, e) for i, e in enumerate(report["at_far"]) if e["measurable"])
     page.locator("#gallery-report table.at-far tbody tr").nth(index).get_by_role("button").click()
@@ -185,6 +194,8 @@ def test_apply_sets_the_verify_threshold(page: Page, live_service: LiveService, 
     expect(page.locator("#current-verify-threshold")).to_have_text(f"{before['verify_threshold']:.4f}")
     report = gallery_report(api)
     wanted = report["eer"]["threshold"]
+    shown_report = page.locator("#gallery-report")
+    expect(shown_report).to_have_attribute("data-report-id", report["id"])
     try:
         chosen = move_slider(page, wanted)
         assert abs(chosen - before["verify_threshold"]) > 1e-6, "pick a threshold other than the current one"
@@ -198,6 +209,11 @@ def test_apply_sets_the_verify_threshold(page: Page, live_service: LiveService, 
         latest = after["history"][0]
         assert latest["key"] == "verify_threshold" and abs(latest["value"] - chosen) < 1e-9, latest
         expect(page.locator("#stats-verify-threshold")).to_have_text(f"{chosen:.4f}")
+        # The report is reloaded: its operating point is the one of the new threshold.
+        expect(shown_report).not_to_have_attribute("data-report-id", report["id"])
+        expect(page.locator("#report-refresh")).to_be_enabled()
+        assert gallery_report(api)["operating"]["verify_threshold"] == after["verify_threshold"]
+        expect(shown_report).to_have_attribute("data-report-id", gallery_report(api)["id"])
     finally:
         restored = api.put("/admin/threshold", json={"verify_threshold": before["verify_threshold"]})
         assert restored.status_code == 200, restored.text
