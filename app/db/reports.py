@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -77,12 +78,13 @@ def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
-def active_job(session: Session, kind: str) -> Job | None:
-    """A queued or running job of ``kind``, so a second request joins it instead of starting another."""
+def active_job(session: Session, kind: str, updated_since: datetime) -> Job | None:
+    """A queued or running job of ``kind`` that wrote since ``updated_since``, for a request to join."""
     return session.scalar(
         select(Job)
-        .where(Job.kind == kind, Job.state.in_(("queued", "running")))
+        .where(Job.kind == kind, Job.state.in_(("queued", "running")), Job.updated_at >= updated_since)
         .order_by(Job.created_at.desc())
+        .limit(1)
     )
 
 

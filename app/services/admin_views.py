@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session
 from app.core.errors import EvaluationNotReady, JobNotFound
 from app.db.models import Job, Report
 from app.db.reports import get_job
+from app.db.session import begin_write
 from app.eval.plots import plot_report
 from app.eval.report import rates_from_curve
 from app.schemas.admin import ThresholdChangePublic, ThresholdSources, ThresholdsPublic
 from app.services.container import Services
 from app.services.evaluations import evaluation_or_404, evaluation_report
+from app.services.jobs import expire_if_stale
 from app.services.report import gallery_report
 from app.services.thresholds import operating_thresholds, threshold_history, threshold_sources
 
@@ -63,9 +65,11 @@ def _report_for_picture(services: Services, session: Session, evaluation_id: str
 
 
 def job_or_404(session: Session, job_id: str) -> Job:
+    begin_write(session)
     job = get_job(session, job_id)
     if job is None:
         raise JobNotFound(f"no job {job_id!r}", {"job_id": job_id})
+    expire_if_stale(job)
     return job
 
 

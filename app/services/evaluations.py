@@ -21,7 +21,7 @@ from app.core.logging import log_event
 from app.db.audit import write_audit
 from app.db.evaluations import add_evaluation, delete_evaluation, get_evaluation, list_evaluations
 from app.db.models import Evaluation, Report
-from app.db.reports import add_report, delete_report, get_report, new_id
+from app.db.reports import add_report, delete_report, get_report, new_id, update_tracked
 from app.db.session import begin_write
 from app.eval.embedding import EmbeddedSet, embed_files
 from app.eval.report import identification_report
@@ -30,7 +30,7 @@ from app.eval.template_pairs import ProgressFn
 from app.pipeline.similarity import pairwise_similarity
 from app.services.archive import EvaluationSet, unpack_evaluation
 from app.services.container import Services
-from app.services.jobs import start_after_commit
+from app.services.jobs import expire_if_stale, start_after_commit
 from app.services.report import ReportContext, build_report, context_of, templates_report
 
 logger = logging.getLogger(__name__)
@@ -137,14 +137,17 @@ def _evaluate(
     body["source"]["no_face"] = no_face
     with services.session_factory() as session:
         begin_write(session)
-        add_report(
-            session,
-            body["id"],
-            "evaluation",
-            body,
-            model_name=context.model_name,
-            evaluation_id=evaluation_id,
-        )
+        # Linked in the same transaction, so deleting the evaluation always finds its report;
+        # when it was deleted while this ran, the report is not kept at all.
+        if update_tracked(session, Evaluation, evaluation_id, report_id=body["id"]):
+            add_report(
+                session,
+                body["id"],
+                "evaluation",
+                body,
+                model_name=context.model_name,
+                evaluation_id=evaluation_id,
+            )
         session.commit()
     log_event(logger, "evaluation.done", id=evaluation_id, images=len(paths), no_face=no_face)
     return {"report_id": body["id"], "no_face": no_face, "progress": len(paths)}
@@ -157,12 +160,24 @@ def evaluation_or_404(session: Session, evaluation_id: str) -> Evaluation:
     return evaluation
 
 
+def current_evaluation(session: Session, evaluation_id: str) -> Evaluation:
+    """The evaluation as a status request should see it: an abandoned job shows as failed."""
+    begin_write(session)
+    evaluation = evaluation_or_404(session, evaluation_id)
+    expire_if_stale(evaluation)
+    return evaluation
+
+
 def evaluation_report(session: Session, evaluation: Evaluation) -> Report | None:
     return get_report(session, evaluation.report_id) if evaluation.report_id else None
 
 
 def all_evaluations(session: Session) -> list[Evaluation]:
-    return list_evaluations(session)
+    begin_write(session)
+    evaluations = list_evaluations(session)
+    for evaluation in evaluations:
+        expire_if_stale(evaluation)
+    return evaluations
 
 
 def remove_evaluation(session: Session, evaluation_id: str, actor: str) -> None:

@@ -2,7 +2,9 @@
 
 Progress, state and the result's id are written to the database (``jobs`` or
 ``evaluations`` rows), so any worker can answer a status request. A worker
-that stops mid-job leaves its row "running"; nothing resumes it.
+that stops mid-job leaves its row "running"; once it has written nothing for
+``STALE_AFTER`` it is reported as failed (``expire_if_stale``) and no longer
+joined by new requests.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.core.errors import AppError
 from app.core.logging import log_event
+from app.db.base import utcnow
 from app.db.models import Evaluation, Job
 from app.db.reports import update_tracked
 from app.db.session import begin_write
@@ -26,11 +30,26 @@ logger = logging.getLogger(__name__)
 
 # Progress is written at most this often: each write is a transaction.
 PROGRESS_INTERVAL_S = 0.5
+# A job silent this long is taken for one whose worker stopped. Every phase of
+# a job reports progress far more often than this.
+STALE_AFTER = timedelta(minutes=15)
 
 Tracked = type[Job] | type[Evaluation]
 ProgressFn = Callable[[int], None]
 # The work gets a progress callback and returns the fields to set when it is done.
 Work = Callable[[ProgressFn], dict[str, Any]]
+
+
+def stale_before() -> datetime:
+    """Rows last written before this are abandoned."""
+    return utcnow() - STALE_AFTER
+
+
+def expire_if_stale(row: Job | Evaluation) -> None:
+    """Mark an abandoned queued/running row failed, in the caller's (write) transaction."""
+    if row.state in ("queued", "running") and row.updated_at < stale_before():
+        row.state = "failed"
+        row.error = "the worker running this job stopped before it finished; start it again"
 
 
 def start_after_commit(

@@ -35,7 +35,7 @@ from app.eval.report import identification_report, verification_rates, verificat
 from app.eval.template_pairs import ProgressFn, count_pairs, template_pair_scores
 from app.pipeline.similarity import Metric, pairwise_similarity
 from app.services.container import Services
-from app.services.jobs import start_after_commit
+from app.services.jobs import stale_before, start_after_commit
 from app.services.thresholds import OperatingThresholds, operating_thresholds
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def gallery_report(services: Services, session: Session, *, refresh: bool = Fals
     latest = latest_gallery_report(session, context.model_name)
     if latest is not None and not refresh and _is_current(latest, seq, context):
         return latest
-    running = active_job(session, REPORT_JOB)
+    running = active_job(session, REPORT_JOB, stale_before())
     if running is not None:
         return running
     vectors, labels = gallery_templates(session, context.model_name)

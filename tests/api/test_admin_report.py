@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from math import comb
 from typing import Any
 
@@ -15,7 +16,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from app.db.base import utcnow
 from app.db.faces import iter_embeddings
+from app.db.reports import add_job
+from app.db.session import begin_write
 from app.eval import metrics
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.similarity import pairwise_similarity
@@ -228,6 +232,20 @@ def test_admin_endpoints_refuse_client_keys(gallery: tuple[TestClient, dict[str,
         assert_error(response, 403, "forbidden")
     assert_error(client.get("/admin/report", headers={"X-API-Key": ""}), 401, "unauthorized")
     assert_error(client.get("/admin/jobs/job_unknown"), 404, "job_not_found")
+
+
+def test_a_job_whose_worker_stopped_shows_as_failed_and_is_not_joined(
+    gallery: tuple[TestClient, dict[str, int]],
+) -> None:
+    client, _ = gallery
+    with services_of(client).session_factory() as session:  # a worker that died mid-report
+        begin_write(session)
+        job = add_job(session, "gallery_report", total=10)
+        job.state, job.updated_at = "running", utcnow() - timedelta(hours=1)
+        session.commit()
+    status = client.get(f"/admin/jobs/{job.id}").json()
+    assert status["state"] == "failed" and "stopped" in status["error"]
+    assert client.get("/admin/report", params={"refresh": "true"}).status_code == 200
 
 
 def test_a_big_gallery_report_runs_as_a_job_on_a_uniform_sample(

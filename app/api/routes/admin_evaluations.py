@@ -52,7 +52,7 @@ def list_evaluations(caller: AdminDep, session: SessionDep) -> EvaluationList:
     responses=error_responses(EvaluationNotFound),
 )
 def get_evaluation(caller: AdminDep, session: SessionDep, evaluation_id: EvaluationId) -> EvaluationPublic:
-    evaluation = evaluations.evaluation_or_404(session, evaluation_id)
+    evaluation = evaluations.current_evaluation(session, evaluation_id)
     report = evaluations.evaluation_report(session, evaluation)
     return EvaluationPublic(
         **EvaluationSummary.fields_of(evaluation),
