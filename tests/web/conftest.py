@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+LOCALHOST = "127.0.0.1"
 # Guards against a hung start or job, not timings: generous on a small shared machine.
 STARTUP_LIMIT_S = 300.0
 JOB_LIMIT_S = 600.0
@@ -62,7 +64,7 @@ def _listening_socket() -> socket.socket:
     """A socket already bound to a free port, handed to uvicorn: no race for the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((LOCALHOST, 0))
     return sock
 
 
@@ -78,9 +80,9 @@ def _enroll_identities(api: httpx.Client) -> dict[str, int]:
     return gallery
 
 
-@pytest.fixture(scope="module")
-def live_service(tmp_path_factory: pytest.TempPathFactory, pipeline: FacePipeline) -> Iterator[LiveService]:
-    folder = tmp_path_factory.mktemp("web")
+@contextmanager
+def serving(folder: Path, pipeline: FacePipeline) -> Iterator[str]:
+    """The service on a fresh SQLite database under ``folder``, on a free localhost port; yields its URL."""
     settings = Settings(
         data_dir=folder / "data",
         database_url=f"sqlite:///{folder / 'facerec.db'}",
@@ -90,27 +92,40 @@ def live_service(tmp_path_factory: pytest.TempPathFactory, pipeline: FacePipelin
         report_sync_max_comparisons=0,
     )
     app = create_app(settings, pipeline=pipeline)
-    sock = _listening_socket()
-    port = sock.getsockname()[1]
+    # lifespan "on": a failing start stops the server instead of serving without services.
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    sock = _listening_socket()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + STARTUP_LIMIT_S
-    while not server.started:
-        if not thread.is_alive():
-            pytest.fail("the service did not start (see the log above)")
-        if time.monotonic() > deadline:
-            pytest.fail(f"the service did not start within {STARTUP_LIMIT_S:.0f} s")
-        time.sleep(0.1)
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base_url, headers={"X-API-Key": ADMIN_KEY}, timeout=300) as api:
-            gallery = _enroll_identities(api)
-        yield LiveService(base_url, gallery)
+        deadline = time.monotonic() + STARTUP_LIMIT_S
+        while not server.started:
+            if not thread.is_alive():
+                pytest.fail("the service did not start (see the log above)")
+            if time.monotonic() > deadline:
+                pytest.fail(f"the service did not start within {STARTUP_LIMIT_S:.0f} s")
+            time.sleep(0.1)
+        yield f"http://{LOCALHOST}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(timeout=60)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def live_service(tmp_path_factory: pytest.TempPathFactory, pipeline: FacePipeline) -> Iterator[LiveService]:
+    """The service with ../shared/data/identities enrolled."""
+    with serving(tmp_path_factory.mktemp("web"), pipeline) as base_url:
+        with httpx.Client(base_url=base_url, headers={"X-API-Key": ADMIN_KEY}, timeout=300) as api:
+            gallery = _enroll_identities(api)
+        yield LiveService(base_url, gallery)
+
+
+@pytest.fixture(scope="module")
+def empty_service(tmp_path_factory: pytest.TempPathFactory, pipeline: FacePipeline) -> Iterator[LiveService]:
+    """The service as first started: nobody enrolled."""
+    with serving(tmp_path_factory.mktemp("web-empty"), pipeline) as base_url:
+        yield LiveService(base_url)
 
 
 @pytest.fixture
@@ -169,22 +184,22 @@ def page_log() -> PageLog:
 
 
 @pytest.fixture
-def page(browser: Browser, live_service: LiveService, page_log: PageLog) -> Iterator[Page]:
-    """A fresh tab (own sessionStorage) that may talk to the service only."""
+def page(browser: Browser, page_log: PageLog) -> Iterator[Page]:
+    """A fresh tab (own sessionStorage) that may talk to the services on localhost only."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     # Generous: the first report is computed on demand, and the machine may be busy.
     context.set_default_timeout(120_000)
     expect.set_options(timeout=60_000)
 
-    def only_the_service(route: Route) -> None:
+    def only_localhost(route: Route) -> None:
         url = route.request.url
-        if url.startswith(live_service.base_url + "/") or url.startswith(("blob:", "data:")):
+        if url.startswith((f"http://{LOCALHOST}:", "blob:", "data:")):
             route.continue_()
         else:
             page_log.outside_requests.append(url)
             route.abort()
 
-    context.route("**/*", only_the_service)
+    context.route("**/*", only_localhost)
     tab = context.new_page()
     tab.on("pageerror", lambda error: page_log.errors.append(str(error)))
     try:

@@ -219,6 +219,20 @@ def test_apply_sets_the_verify_threshold(page: Page, live_service: LiveService, 
         assert restored.status_code == 200, restored.text
 
 
+def test_an_empty_gallery_says_why_there_is_no_report(page: Page, empty_service: LiveService) -> None:
+    refused = httpx.get(f"{empty_service.base_url}/admin/report", headers={"X-API-Key": ADMIN_KEY})
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+
+    open_with_key(page, empty_service)
+    expect(page.locator("#stats-subjects")).to_have_text("0")
+    expect(page.locator("#report-error")).to_have_attribute("data-code", error["code"])
+    expect(page.locator("#report-error")).to_contain_text(error["message"])
+    expect(page.locator("#gallery-report")).to_be_hidden()
+    expect(page.locator("#threshold-slider")).to_be_disabled()
+    expect(page.locator("#apply-threshold")).to_be_disabled()
+
+
 def test_a_wrong_key_shows_the_services_error(page: Page, live_service: LiveService) -> None:
     wrong_key = "not-the-admin-key-at-all"
     refused = httpx.get(f"{live_service.base_url}/admin/stats", headers={"X-API-Key": wrong_key})
