@@ -26,6 +26,12 @@ function faceLabel(face, index) {
   return `${index + 1}. unknown`;
 }
 
+/** A face's box in canvas pixels. */
+function scaledBox(face, scale) {
+  const { x_min: x1, y_min: y1, x_max: x2, y_max: y2 } = face.box;
+  return { x: x1 * scale, y: y1 * scale, width: (x2 - x1) * scale, height: (y2 - y1) * scale };
+}
+
 function drawFaces(canvas, image, faces) {
   const scale = Math.min(1, CANVAS_MAX_WIDTH / image.naturalWidth);
   canvas.width = Math.round(image.naturalWidth * scale);
@@ -33,24 +39,26 @@ function drawFaces(canvas, image, faces) {
   canvas.dataset.scale = String(scale);
   const context = canvas.getContext("2d");
   context.drawImage(image, 0, 0, canvas.width, canvas.height);
+  const colourOf = (face) => (face.match ? MATCH_COLOUR : UNKNOWN_COLOUR);
   context.lineWidth = 3;
+  for (const face of faces) {
+    const { x, y, width, height } = scaledBox(face, scale);
+    context.strokeStyle = colourOf(face);
+    context.strokeRect(x, y, width, height);
+  }
+  // Labels after every box, so no box line crosses a label.
   context.font = "bold 14px system-ui, sans-serif";
   context.textBaseline = "bottom";
   faces.forEach((face, index) => {
-    const colour = face.match ? MATCH_COLOUR : UNKNOWN_COLOUR;
-    const x = face.box.x_min * scale;
-    const y = face.box.y_min * scale;
-    const width = (face.box.x_max - face.box.x_min) * scale;
-    const height = (face.box.y_max - face.box.y_min) * scale;
-    context.strokeStyle = colour;
-    context.strokeRect(x, y, width, height);
+    const { x, y, height } = scaledBox(face, scale);
     const label = faceLabel(face, index);
     const labelWidth = context.measureText(label).width + 8;
     const labelTop = y >= 20 ? y - 20 : y + height; // above the box, or below it at the top edge
-    context.fillStyle = colour;
-    context.fillRect(x - 1.5, labelTop, labelWidth, 20);
+    const labelLeft = Math.max(0, Math.min(x - 1.5, canvas.width - labelWidth)); // kept on the canvas
+    context.fillStyle = colourOf(face);
+    context.fillRect(labelLeft, labelTop, labelWidth, 20);
     context.fillStyle = "#ffffff";
-    context.fillText(label, x + 2.5, labelTop + 17);
+    context.fillText(label, labelLeft + 4, labelTop + 17);
   });
 }
 
