@@ -74,12 +74,12 @@ def create_evaluation(
     evaluation_id = evaluation.id
 
     def work(progress: ProgressFn) -> dict[str, Any]:
-        try:
-            return _evaluate(services, context, evaluation_id, evaluation_set, progress)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        return _evaluate(services, context, evaluation_id, evaluation_set, progress)
 
-    start_after_commit(session, services.session_factory, Evaluation, evaluation.id, work)
+    def delete_images() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    start_after_commit(session, services.session_factory, Evaluation, evaluation.id, work, delete_images)
     log_event(
         logger,
         "evaluation.created",
@@ -107,6 +107,8 @@ def _evaluate(
         embedded.retried.extend(chunk.retried)
         embedded.unreadable.update(chunk.unreadable)
         progress(min(len(paths), start + EMBED_CHUNK))
+    no_face = len(embedded.no_face) + len(embedded.unreadable)
+    _record(services, evaluation_id, no_face=no_face)  # kept even when too few faces fail the report
     found = [path for path in paths if path in embedded.embeddings]
     vectors = (
         np.stack([embedded.embeddings[path] for path in found]).astype(np.float32)
@@ -133,7 +135,6 @@ def _evaluate(
             source={**source, "impostor_sampled": False, "impostor_total": int(np.count_nonzero(~same))},
             counts={"subjects": evaluation_set.identities, "templates": len(found)},
         )
-    no_face = len(embedded.no_face) + len(embedded.unreadable)
     body["source"]["no_face"] = no_face
     with services.session_factory() as session:
         begin_write(session)
@@ -151,6 +152,13 @@ def _evaluate(
         session.commit()
     log_event(logger, "evaluation.done", id=evaluation_id, images=len(paths), no_face=no_face)
     return {"report_id": body["id"], "no_face": no_face, "progress": len(paths)}
+
+
+def _record(services: Services, evaluation_id: str, **fields: Any) -> None:
+    with services.session_factory() as session:
+        begin_write(session)
+        update_tracked(session, Evaluation, evaluation_id, **fields)
+        session.commit()
 
 
 def evaluation_or_404(session: Session, evaluation_id: str) -> Evaluation:

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,23 +54,60 @@ def expire_if_stale(row: Job | Evaluation) -> None:
 
 
 def start_after_commit(
-    session: Session, session_factory: Callable[[], Session], model: Tracked, row_id: str, work: Work
+    session: Session,
+    session_factory: Callable[[], Session],
+    model: Tracked,
+    row_id: str,
+    work: Work,
+    cleanup: Callable[[], None] | None = None,
 ) -> None:
-    """Run ``work`` in a background thread once the request's transaction (holding the row) commits."""
-    after_commit(session, lambda: _spawn(session_factory, model, row_id, work))
+    """Run ``work`` in a background thread once the request's transaction (holding the row) commits.
+
+    ``cleanup`` runs when the thread ends, whatever happened (even when the
+    row was deleted before the work began).
+    """
+    after_commit(session, lambda: _spawn(_Task(session_factory, model, row_id, work, cleanup)))
 
 
-def _spawn(session_factory: Callable[[], Session], model: Tracked, row_id: str, work: Work) -> None:
-    thread = threading.Thread(
-        target=_run, args=(session_factory, model, row_id, work), name=f"facerec-{row_id}", daemon=True
-    )
-    thread.start()
+@dataclass(frozen=True)
+class _Task:
+    session_factory: Callable[[], Session]
+    model: Tracked
+    row_id: str
+    work: Work
+    cleanup: Callable[[], None] | None
+
+    def update(self, **fields: Any) -> bool:
+        with self.session_factory() as session:
+            begin_write(session)
+            found = update_tracked(session, self.model, self.row_id, **fields)
+            session.commit()
+        return found
 
 
-def _run(session_factory: Callable[[], Session], model: Tracked, row_id: str, work: Work) -> None:
+def _spawn(task: _Task) -> None:
+    threading.Thread(target=_run, args=(task,), name=f"facerec-{task.row_id}", daemon=True).start()
+
+
+def _run(task: _Task) -> None:
+    try:
+        _run_tracked(task)
+    except Exception as error:  # a bug, or the database gone; no request is waiting to hear of it
+        log_event(logger, "job.crashed", logging.ERROR, id=task.row_id, error=type(error).__name__)
+        logger.debug("job %s traceback", task.row_id, exc_info=True)
+        try:
+            task.update(state="failed", error=f"internal error ({type(error).__name__})")
+        except Exception:  # the database itself failed: the row goes stale and reads as failed
+            log_event(logger, "job.unrecorded", logging.ERROR, id=task.row_id)
+    finally:
+        if task.cleanup is not None:
+            task.cleanup()
+
+
+def _run_tracked(task: _Task) -> None:
     started = time.monotonic()
-    if not _update(session_factory, model, row_id, state="running"):
-        return
+    if not task.update(state="running"):
+        return  # deleted before it began
     last_write = 0.0
 
     def progress(done: int) -> None:
@@ -77,27 +115,13 @@ def _run(session_factory: Callable[[], Session], model: Tracked, row_id: str, wo
         now = time.monotonic()
         if now - last_write >= PROGRESS_INTERVAL_S:
             last_write = now
-            _update(session_factory, model, row_id, progress=done)
+            task.update(progress=done)
 
     try:
-        fields = work(progress)
+        fields = task.work(progress)
     except AppError as error:
-        _update(session_factory, model, row_id, state="failed", error=error.message[:1000])
-        log_event(logger, "job.failed", logging.WARNING, id=row_id, code=error.code)
+        task.update(state="failed", error=error.message[:1000])
+        log_event(logger, "job.failed", logging.WARNING, id=task.row_id, code=error.code)
         return
-    except Exception as error:  # a bug: recorded on the row, since no request is waiting for it
-        logger.exception("job %s crashed", row_id)
-        _update(
-            session_factory, model, row_id, state="failed", error=f"internal error ({type(error).__name__})"
-        )
-        return
-    _update(session_factory, model, row_id, state="done", **fields)
-    log_event(logger, "job.done", id=row_id, seconds=round(time.monotonic() - started, 2))
-
-
-def _update(session_factory: Callable[[], Session], model: Tracked, row_id: str, **fields: Any) -> bool:
-    with session_factory() as session:
-        begin_write(session)
-        found = update_tracked(session, model, row_id, **fields)
-        session.commit()
-    return found
+    task.update(state="done", **fields)
+    log_event(logger, "job.done", id=task.row_id, seconds=round(time.monotonic() - started, 2))

@@ -121,6 +121,20 @@ def test_folder_per_identity_upload_compares_every_pair(client: TestClient) -> N
     assert list(report["identification"]["cmc"]) == [str(rank) for rank in range(1, 21)]
 
 
+def test_a_set_without_faces_fails_with_a_reason_and_leaves_no_images(client: TestClient) -> None:
+    negatives = sorted(require_data(SHARED_DATA / "negatives").iterdir())[:4]
+    files = {f"{'ab'[i % 2]}/{path.name}": path.read_bytes() for i, path in enumerate(negatives)}
+    folders_before = eval_folders()
+    created = upload(client, zip_of(files), name="no faces").json()
+    evaluation = wait_for(client, f"/admin/evaluations/{created['id']}")
+    assert evaluation["state"] == "failed" and evaluation["report"] is None
+    assert "at least 2 subjects" in evaluation["error"]
+    assert evaluation["no_face"] >= 2  # what went wrong is kept: these photos hold no face
+    assert eval_folders() <= folders_before
+    not_ready = client.get("/admin/report.png", params={"evaluation_id": created["id"]})
+    assert_error(not_ready, 409, "evaluation_not_ready")
+
+
 def test_bad_uploads_are_refused(client: TestClient) -> None:
     photo = next(p for p in sorted(require_data(IDENTITIES).glob("*/*")) if p.suffix == ".jpg").read_bytes()
     assert_error(upload(client, b"PK\x03\x04 this is not a zip"), 400, "invalid_archive")
