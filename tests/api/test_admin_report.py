@@ -275,3 +275,23 @@ def test_a_big_gallery_report_runs_as_a_job_on_a_uniform_sample(
         assert sum(report["histograms"]["impostor"]["counts"]) == 1000
     finally:
         client.__exit__(None, None, None)
+
+
+def test_openapi_documents_the_admin_routes_and_their_errors(
+    gallery: tuple[TestClient, dict[str, int]],
+) -> None:
+    client, _ = gallery
+    paths = client.get("/openapi.json").json()["paths"]
+    report = paths["/admin/report"]["get"]["responses"]
+    assert "not_enough_data" in report["409"]["description"] and "202" in report
+    assert "far_not_measurable" in paths["/admin/threshold"]["put"]["responses"]["409"]["description"]
+    assert "invalid_archive" in paths["/admin/evaluations"]["post"]["responses"]["400"]["description"]
+    assert (
+        "evaluation_not_found"
+        in paths["/admin/evaluations/{evaluation_id}"]["get"]["responses"]["404"]["description"]
+    )
+    assert (
+        "/admin/report.{image_format}" in paths
+        and "/admin/jobs/{job_id}" in paths
+        and "/admin/stats" in paths
+    )

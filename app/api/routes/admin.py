@@ -86,7 +86,11 @@ def job(caller: AdminDep, session: SessionDep, job_id: Annotated[str, Path(max_l
     return JobPublic.from_job(admin_views.job_or_404(session, job_id))
 
 
-@router.get("/threshold", summary="Operating thresholds, where they came from, and their history")
+@router.get(
+    "/threshold",
+    summary="Operating thresholds, where they came from, and their history",
+    responses=error_responses(),
+)
 def get_threshold(caller: AdminDep, services: ServicesDep, session: SessionDep) -> ThresholdsPublic:
     return admin_views.thresholds_view(services, session)
 
