@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.core.errors import AppError
@@ -115,7 +116,16 @@ def _run_tracked(task: _Task) -> None:
         now = time.monotonic()
         if now - last_write >= PROGRESS_INTERVAL_S:
             last_write = now
-            task.update(progress=done)
+            try:
+                task.update(progress=done)
+            except SQLAlchemyError as error:  # best effort: a busy database must not fail the work
+                log_event(
+                    logger,
+                    "job.progress_not_saved",
+                    logging.DEBUG,
+                    id=task.row_id,
+                    error=type(error).__name__,
+                )
 
     try:
         fields = task.work(progress)
