@@ -64,8 +64,9 @@ def start_after_commit(
 ) -> None:
     """Run ``work`` in a background thread once the request's transaction (holding the row) commits.
 
-    ``cleanup`` runs when the thread ends, whatever happened (even when the
-    row was deleted before the work began).
+    ``cleanup`` runs before the row is marked done or failed, and again when
+    the thread ends whatever happened (the row deleted before the work began,
+    a crash): it must be idempotent.
     """
     after_commit(session, lambda: _spawn(_Task(session_factory, model, row_id, work, cleanup)))
 
@@ -77,6 +78,10 @@ class _Task:
     row_id: str
     work: Work
     cleanup: Callable[[], None] | None
+
+    def clean_up(self) -> None:
+        if self.cleanup is not None:
+            self.cleanup()
 
     def update(self, **fields: Any) -> bool:
         with self.session_factory() as session:
@@ -96,13 +101,13 @@ def _run(task: _Task) -> None:
     except Exception as error:  # a bug, or the database gone; no request is waiting to hear of it
         log_event(logger, "job.crashed", logging.ERROR, id=task.row_id, error=type(error).__name__)
         logger.debug("job %s traceback", task.row_id, exc_info=True)
+        task.clean_up()
         try:
             task.update(state="failed", error=f"internal error ({type(error).__name__})")
         except Exception:  # the database itself failed: the row goes stale and reads as failed
             log_event(logger, "job.unrecorded", logging.ERROR, id=task.row_id)
     finally:
-        if task.cleanup is not None:
-            task.cleanup()
+        task.clean_up()  # again for the paths that skipped it; clean-ups may run twice
 
 
 def _run_tracked(task: _Task) -> None:
@@ -130,8 +135,10 @@ def _run_tracked(task: _Task) -> None:
     try:
         fields = task.work(progress)
     except AppError as error:
+        task.clean_up()
         task.update(state="failed", error=error.message[:1000])
         log_event(logger, "job.failed", logging.WARNING, id=task.row_id, code=error.code)
         return
+    task.clean_up()  # before "done", so whoever sees the end sees the clean-up done
     task.update(state="done", **fields)
     log_event(logger, "job.done", id=task.row_id, seconds=round(time.monotonic() - started, 2))
