@@ -138,6 +138,13 @@ class ReportNotFound(AppError):
     status = 404
 
 
+class ReportPending(ReportNotFound):
+    """No report to read the target FAR from yet; one is being computed (``details.job``)."""
+
+    code = "report_pending"
+    status = 409
+
+
 class JobNotFound(AppError):
     code = "job_not_found"
     status = 404

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import FarNotMeasurable, ReportNotFound, ValidationFailed
+from app.core.errors import FarNotMeasurable, ReportNotFound, ReportPending, ValidationFailed
 from app.db.faces import count_faces
 from app.db.models import Job, Report
 from app.db.reports import get_report, latest_gallery_report
@@ -23,13 +23,6 @@ from app.services.thresholds import (
     operating_thresholds,
     set_thresholds,
 )
-
-
-class ReportPending(ReportNotFound):
-    """No report to read the target FAR from yet; one is being computed (``details.job``)."""
-
-    code = "report_pending"
-    status = 409
 
 
 def set_direct(

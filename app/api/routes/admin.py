@@ -15,6 +15,7 @@ from app.core.errors import (
     JobNotFound,
     NotEnoughData,
     ReportNotFound,
+    ReportPending,
 )
 from app.db.models import Job
 from app.schemas.admin import (
@@ -98,7 +99,7 @@ def get_threshold(caller: AdminDep, services: ServicesDep, session: SessionDep) 
 @router.put(
     "/threshold",
     summary="Set the operating thresholds, directly or from a report's threshold for a target FAR",
-    responses=error_responses(NotEnoughData, FarNotMeasurable, ReportNotFound, tuning.ReportPending),
+    responses=error_responses(NotEnoughData, FarNotMeasurable, ReportNotFound, ReportPending),
 )
 def put_threshold(
     caller: AdminDep, body: ThresholdUpdate, services: ServicesDep, session: SessionDep
