@@ -9,8 +9,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from app.core.logging import configure_logging
 from app.core.settings import Settings
+from app.pipeline.decode import read_image_file
+from app.pipeline.geometry import ImageArray
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig
@@ -81,6 +85,10 @@ def load_config(args: argparse.Namespace) -> ExperimentConfig:
         config.train.time_budget_minutes = args.time_budget
     if args.head:
         config.model.head = args.head
+    if args.optimizer:
+        config.optim.optimizer = args.optimizer
+    if args.lr is not None:
+        config.optim.lr = args.lr
     return config
 
 
@@ -109,6 +117,61 @@ def describe_evaluation(row: dict[str, Any]) -> str:
     if "top1" in row:
         parts.append(f"held-out top-1 {row['top1']:.4f}")
     return ": ".join(parts[:1]) + ": " + "; ".join(parts[1:]) if len(parts) > 1 else parts[0]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export_model, load_trained_network, untrained_network
+
+    if (args.run is None) == (args.backbone is None):
+        raise SystemExit("export needs either a training run folder or --backbone (an untrained model)")
+    if args.run is not None:
+        net = load_trained_network(args.run)
+        description = args.description or f"trained by facerec-train (run {args.run.name})"
+    else:
+        arguments = {"input_size": args.input_size} if args.input_size else {}
+        net = untrained_network(args.backbone, **arguments)
+        description = args.description or f"untrained {args.backbone} (random weights, for testing)"
+    settings = _settings(args)
+    crops = parity_crops(args, settings, net.input_size)
+    result = export_model(
+        net,
+        args.out,
+        parity_crops=crops,
+        version=args.version,
+        description=description,
+        settings=settings,
+        calibration_root=args.calibrate_root,
+        calibration_pairs=args.calibrate_pairs,
+        progress=not args.quiet,
+    )
+    print(
+        f"exported {result.manifest.name}: {net.input_size}x{net.input_size} input, "
+        f"{result.manifest.embedding_size}-d embeddings, ONNX vs torch max |diff| "
+        f"{result.parity_max_abs_diff:.2e} on {result.parity_crops} real crops"
+    )
+    for point in result.manifest.thresholds:
+        print(f"  threshold at FAR {point.far:g}: {point.threshold:.4f} (FRR {point.frr:.2%})")
+    print(f"serve it with FACEREC_MODELS_DIR={args.out.parent} FACEREC_EMBEDDER={args.out.name}")
+    return 0
+
+
+def parity_crops(args: argparse.Namespace, settings: Settings, size: int) -> ImageArray:
+    """Real crops at the model's size: prepared ones, or photos cut now with the service's detector."""
+    from training.data.dataset import load_crops
+    from training.data.prepare import IMAGE_SUFFIXES, FaceCropper
+
+    if args.parity_crops:
+        crops = load_crops(sorted(args.parity_crops.rglob("*.png"))[: args.parity_count])
+        if len(crops) and crops.shape[1] != size:
+            raise SystemExit(f"crops in {args.parity_crops} are {crops.shape[1]} px, the model takes {size}")
+        return crops
+    if args.parity_photos:
+        cropper = FaceCropper.from_settings(settings, size)
+        photos = sorted(p for p in args.parity_photos.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        cut = [cropper.crop(read_image_file(p)) for p in photos[: args.parity_count]]
+        found = [c for c in cut if c is not None]
+        return np.stack(found) if found else np.zeros((0, size, size, 3), np.uint8)
+    raise SystemExit("export needs real crops for the parity check: --parity-crops or --parity-photos")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,11 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iterations-per-epoch", type=int)
     run.add_argument("--time-budget", type=float, help="minutes; stop (evaluate, save) after this long")
     run.add_argument("--head", help="override the config's head (classification mode)")
+    run.add_argument("--optimizer", choices=["sgd", "adamw"])
+    run.add_argument("--lr", type=float, help="base learning rate")
     run.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_train)
 
-    for sub in (prepare, pairs):
+    export = commands.add_parser("export", help="backbone -> ONNX + manifest the service loads")
+    export.add_argument("out", type=Path, help="the model folder to write; its name is FACEREC_EMBEDDER")
+    export.add_argument("--run", type=Path, help="a finished training run folder (runs/<name>)")
+    export.add_argument("--backbone", help="export an untrained backbone instead (checks the serving path)")
+    export.add_argument("--input-size", type=int, help="with --backbone: the crop side")
+    export.add_argument("--parity-crops", type=Path, help="prepared crops (at the model's size) for parity")
+    export.add_argument("--parity-photos", type=Path, help="or photos, cut with the service's detector")
+    export.add_argument("--parity-count", type=int, default=32)
+    export.add_argument("--calibrate-root", type=Path, help="LFW image root for threshold calibration")
+    export.add_argument("--calibrate-pairs", type=Path, help="pair list whose images calibrate thresholds")
+    export.add_argument("--version", default="1")
+    export.add_argument("--description", default="")
+    export.set_defaults(handler=cmd_export)
+
+    for sub in (prepare, pairs, export):
         sub.add_argument("--models-dir", type=Path, default=None, help="where the detector pack lives")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -33,8 +33,10 @@ def lfw_demo_config(name: str, head: str, head_kwargs: dict[str, float] | None =
         model=ModelConfig(
             backbone="lightcnn9", input_size=CROP_SIZE, head=head, head_kwargs=dict(head_kwargs or {})
         ),
+        # LightCNN has no batch normalisation: SGD at lr 0.1 made the ArcFace run collapse (see
+        # docs/training.md), AdamW at 1e-3 trains both heads.
         optim=OptimConfig(
-            optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine", warmup_iterations=50
+            optimizer="adamw", lr=1e-3, weight_decay=5e-4, schedule="cosine", warmup_iterations=50
         ),
         train=TrainConfig(
             mode="classification",

@@ -21,7 +21,9 @@ class PKBatchSampler(Sampler[list[int]]):
     copies differ). Batches are drawn from a seeded generator, reseeded per epoch.
     """
 
-    def __init__(self, labels: Sequence[int] | NDArray[np.int64], p: int, k: int, batches: int, seed: int = 0):
+    def __init__(
+        self, labels: Sequence[int] | NDArray[np.int64], p: int, k: int, batches: int, seed: int = 0
+    ) -> None:
         label_array = np.asarray(labels, dtype=np.int64)
         if p < 2 or k < 1:
             raise ValueError(f"need p >= 2 identities and k >= 1 images per batch, got p={p}, k={k}")
