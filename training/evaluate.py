@@ -58,7 +58,8 @@ class PairCrops:
                 np.flatnonzero(fold_ids == f).astype(np.int64) for f in range(pair_list.folds)
             ]
         else:
-            folds = 10
+            # 10 folds as `facerec eval` deals them; a short list gets as many as each class can fill.
+            folds = max(2, min(10, int(same.sum()), int((~same).sum())))
         return cls(images, rows_a, rows_b, same, folds)
 
     @property
