@@ -21,6 +21,7 @@ import torch
 
 from app.core.settings import Settings
 from tests.conftest import LFW_ROOT, require_data
+from training.cli import main
 from training.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig
 from training.data.prepare import FaceCropper, IdentitySelection, prepare_identities, prepare_pair_list
 from training.schedule import lr_factor
@@ -141,3 +142,29 @@ def test_schedule_warms_up_then_decays() -> None:
     assert lr_factor(cosine, 1000, 1.0) == pytest.approx(0.0)
     step = OptimConfig(warmup_iterations=0, schedule="step", step_milestones=(0.5, 0.75), step_gamma=0.1)
     assert [lr_factor(step, 100, p) for p in (0.1, 0.5, 0.8)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_the_command_line_prepares_trains_and_exports(
+    data: tuple[Path, Path, Path], settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crops, pairs, pair_crops = data
+    raw = tmp_path / "raw"
+    for name in ("Bill_Gates", "Jennifer_Lopez"):
+        (raw / name).mkdir(parents=True)
+        for photo in sorted((LFW_ROOT / name).glob("*.jpg"))[:2]:
+            (raw / name / photo.name).write_bytes(photo.read_bytes())
+    models = ["--models-dir", str(settings.models_dir), "--quiet"]
+    assert main(["prepare", str(raw), str(tmp_path / "cli-crops"), "--size", "64", *models]) == 0
+    assert "2 identities, 4 crops (64x64), 0 images without a usable face" in capsys.readouterr().out
+
+    run = ["train", "--config", "lfw_demo_arcface", "--name", "cli", "--out-dir", str(tmp_path / "runs")]
+    paths = ["--crops", str(crops), "--pairs", str(pairs), "--pairs-crops", str(pair_crops)]
+    assert main([*run, *paths, "--epochs", "1", "--iterations-per-epoch", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "cli: 2 iterations in 1 epochs" in out and "pairs accuracy" in out and "held-out top-1" in out
+
+    export = ["export", str(tmp_path / "models" / "lightcnn9-cli"), "--run", str(tmp_path / "runs" / "cli")]
+    assert main([*export, "--parity-crops", str(crops), *models]) == 0
+    out = capsys.readouterr().out
+    assert "ONNX vs torch max |diff|" in out and "FACEREC_EMBEDDER=lightcnn9-cli" in out
+    assert (tmp_path / "models" / "lightcnn9-cli" / "manifest.json").is_file()
