@@ -14,7 +14,7 @@ import numpy as np
 from app.core.logging import configure_logging
 from app.core.settings import Settings
 from app.pipeline.decode import read_image_file
-from app.pipeline.geometry import ImageArray
+from app.pipeline.geometry import DEFAULT_CROP_SIZE, ImageArray
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig
@@ -22,6 +22,17 @@ if TYPE_CHECKING:
 
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings(models_dir=args.models_dir) if args.models_dir else Settings()
+
+
+def crop_size(args: argparse.Namespace) -> int:
+    """--size, else the input size of --backbone's default configuration, else 128."""
+    if args.size is not None:
+        return int(args.size)
+    if args.backbone is not None:
+        from training.models import create_backbone
+
+        return create_backbone(args.backbone).input_size
+    return DEFAULT_CROP_SIZE
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -44,7 +55,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         max_images_per_identity=args.max_images_per_identity,
         exclude=frozenset(exclude),
     )
-    cropper = FaceCropper.from_settings(_settings(args), args.size)
+    cropper = FaceCropper.from_settings(_settings(args), crop_size(args))
     summary = prepare_identities(args.source, args.out, cropper, selection, progress=not args.quiet)
     print(f"prepared {summary.describe()} in {args.out}")
     if summary.failures:
@@ -55,7 +66,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_prepare_pairs(args: argparse.Namespace) -> int:
     from training.data.prepare import FaceCropper, prepare_pair_list, summarise_failures
 
-    cropper = FaceCropper.from_settings(_settings(args), args.size)
+    cropper = FaceCropper.from_settings(_settings(args), crop_size(args))
     summary = prepare_pair_list(args.root, args.pairs, args.out, cropper, progress=not args.quiet)
     print(f"prepared {summary.describe()} in {args.out}")
     if summary.failures:
@@ -182,7 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="photos (one folder per identity) -> aligned face crops")
     prepare.add_argument("source", type=Path, help="folder with one sub-folder of photos per identity")
     prepare.add_argument("out", type=Path, help="output folder for the crops")
-    prepare.add_argument("--size", type=int, default=128, help="crop side in pixels (the backbone's input)")
     prepare.add_argument("--min-images", type=int, default=1, help="skip identities with fewer photos")
     prepare.add_argument("--max-identities", type=int, default=None)
     prepare.add_argument("--max-images-per-identity", type=int, default=None)
@@ -199,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("root", type=Path, help="the LFW image root (…/lfw-deepfunneled)")
     pairs.add_argument("pairs", type=Path, help="the pair list (pairsDevTest.txt format)")
     pairs.add_argument("out", type=Path)
-    pairs.add_argument("--size", type=int, default=128)
     pairs.set_defaults(handler=cmd_prepare_pairs)
 
     run = commands.add_parser("train", help="train a model from a config in training/configs/")
@@ -233,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--description", default="")
     export.set_defaults(handler=cmd_export)
 
+    for sub in (prepare, pairs):
+        sub.add_argument("--size", type=int, help="crop side in pixels (default: --backbone's input, or 128)")
+        sub.add_argument("--backbone", help="take the crop size from this backbone's default input")
     for sub in (prepare, pairs, export):
         sub.add_argument("--models-dir", type=Path, default=None, help="where the detector pack lives")
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
