@@ -73,7 +73,7 @@ def build_network(config: ExperimentConfig) -> FaceEmbedder:
 class Trainer:
     def __init__(
         self, config: ExperimentConfig, *, device: torch.device | None = None, progress: bool = True
-    ):
+    ) -> None:
         self.config = config
         self.device = device or pick_device()
         self.progress = progress
@@ -83,12 +83,14 @@ class Trainer:
         torch.manual_seed(config.train.seed)
 
         self.net = build_network(config).to(self.device)
+        if self.on_gpu and config.train.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         index = CropIndex.scan(config.data.crops_dir)
         if config.data.held_out_identities > 0:
             index, _ = split_identities(index, config.data.held_out_identities, config.data.seed)
-        train_index, self.held_out = hold_out_images(
-            index, config.data.held_out_per_identity, config.data.seed
-        )
+        # Held-out photos serve a classifier's top-1; the metric modes train on every photo.
+        per_identity = config.data.held_out_per_identity if config.train.mode == "classification" else 0
+        train_index, self.held_out = hold_out_images(index, per_identity, config.data.seed)
         self.dataset = CropDataset(train_index, Augmenter(config.augment), seed=config.train.seed)
         if self.dataset.crop_size != self.net.input_size:
             raise ValueError(
@@ -111,8 +113,6 @@ class Trainer:
         )
         self.loader = self._build_loader()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.on_gpu and config.train.mixed_precision)
-        if self.on_gpu and config.train.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.state = RunState()
         self.run_dir = config.run_dir
         self.writer = self._tensorboard()
