@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
-    detector = RetinaFaceDetector(settings.models_dir / settings.detector / "model.onnx")
+    detector = RetinaFaceDetector.from_settings(settings)
     models = locate_dlib_model_file().parent
     hog = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))

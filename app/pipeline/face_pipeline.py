@@ -63,21 +63,16 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
 
+    @property
+    def mirror(self) -> bool:
+        """Whether faces are read in the photo and its mirror image and averaged (the detector's setting)."""
+        return self.detector.mirror
+
     @classmethod
     def from_settings(cls, settings: Settings) -> FacePipeline:
-        detector_dir = settings.models_dir / settings.detector
+        detector = RetinaFaceDetector.from_settings(settings)
         embedder_dir = settings.models_dir / settings.embedder
-        detector_manifest = load_manifest(detector_dir)
         embedder_manifest = load_manifest(embedder_dir)
-        detector = RetinaFaceDetector(
-            detector_dir / detector_manifest.file,
-            max_side=settings.detector_max_side,
-            min_side=settings.detector_min_side,
-            score_threshold=settings.detector_score_threshold,
-            nms_threshold=settings.detector_nms_threshold,
-            min_face_size=settings.min_face_size,
-            threads=settings.inference_threads,
-        )
         embedder = OnnxEmbedder(
             embedder_dir,
             embedder_manifest,
@@ -115,11 +110,18 @@ class FacePipeline:
 
     def embed(self, image: ImageArray, detections: Sequence[Detection]) -> list[Face]:
         crops = self.align(image, detections)
-        embeddings = self.embedder.embed(crops)  # (N, D)
+        embeddings = self.embed_crops(crops)  # (N, D)
         return [
             Face(d.box, d.score, d.landmarks, measure_quality(d, crop), embedding, crop)
             for d, crop, embedding in zip(detections, crops, embeddings, strict=True)
         ]
+
+    def embed_crops(self, crops: ImageArray) -> FloatArray:
+        """(N, H, W, 3) aligned crops → (N, D) raw embeddings (with ``mirror``: mean with the mirror's)."""
+        if not self.mirror or len(crops) == 0:
+            return self.embedder.embed(crops)
+        both = self.embedder.embed(np.concatenate([crops, crops[:, :, ::-1]]))  # (2N, D)
+        return np.asarray((both[: len(crops)] + both[len(crops) :]) / 2, dtype=np.float32)
 
     def analyze(self, image: ImageArray, *, max_faces: int | None = None) -> list[Face]:
         """Detect, align and embed every face (largest first)."""

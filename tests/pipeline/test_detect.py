@@ -14,7 +14,7 @@ import pytest
 
 from app.model_packs.retinaface import build_retinaface_pack
 from app.pipeline.decode import read_image_file
-from app.pipeline.detect import RetinaFaceDetector, anchors_for, nms
+from app.pipeline.detect import MIRRORED_LANDMARKS, RetinaFaceDetector, anchors_for, nms
 from app.pipeline.geometry import ImageArray
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -51,10 +51,15 @@ def load(path: Path) -> ImageArray:
 
 
 @pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory) -> RetinaFaceDetector:
+def detector_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("detector") / "retinaface-mnet025"
     manifest = build_retinaface_pack(dest)
-    return RetinaFaceDetector(dest / manifest.file, threads=1)
+    return dest / manifest.file
+
+
+@pytest.fixture(scope="module")
+def detector(detector_model: Path) -> RetinaFaceDetector:
+    return RetinaFaceDetector(detector_model, threads=1)
 
 
 @pytest.mark.parametrize(("name", "expected"), sorted(GROUP_COUNTS.items()))
@@ -182,3 +187,41 @@ def test_nms_agrees_with_opencv() -> None:
     xywh = np.hstack([corners, sizes]).tolist()
     reference = cv2.dnn.NMSBoxes(xywh, scores.tolist(), 0.0, 0.4)
     assert sorted(ours.tolist()) == sorted(np.asarray(reference).ravel().tolist())
+
+
+def _mirror_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
+    """Landmarks found in a mirrored photo, put back in the photo's frame and order."""
+    back = landmarks[:, MIRRORED_LANDMARKS].copy()
+    back[..., 0] = width - back[..., 0]
+    return back
+
+
+@pytest.mark.parametrize(
+    "path",
+    [GROUP / "two_people.jpg", GROUP / "nba_faces.jpg"]
+    + [LFW / "lfw-deepfunneled" / relative for relative in _lfw_sample(700)],
+    ids=lambda path: path.name,
+)
+def test_mirror_averaging_reads_a_photo_and_its_mirror_alike(
+    detector_model: Path, detector: RetinaFaceDetector, path: Path
+) -> None:
+    """With mirror on, a mirrored photo gives the mirrored landmarks; a single reading does not."""
+    image = load(path)
+    mirrored_image = np.ascontiguousarray(image[:, ::-1])
+    width = image.shape[1]
+    mirroring = RetinaFaceDetector(detector_model, threads=1, mirror=True)
+
+    def asymmetry(det: RetinaFaceDetector) -> float:
+        faces = det.detect(image)
+        mirrored = det.detect(mirrored_image)
+        assert len(faces) == len(mirrored) > 0
+        worst = 0.0
+        for face in faces:
+            centres = np.array([(m.box[0] + m.box[2]) / 2 for m in mirrored])
+            match = mirrored[int(np.argmin(np.abs(width - centres - (face.box[0] + face.box[2]) / 2)))]
+            back = _mirror_landmarks(match.landmarks[None], width)[0]
+            worst = max(worst, float(np.abs(back - face.landmarks).max()))
+        return worst
+
+    assert asymmetry(mirroring) < 0.05
+    assert asymmetry(detector) > 0.5  # one reading is not mirror-symmetric: averaging has work to do

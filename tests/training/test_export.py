@@ -107,9 +107,13 @@ def test_service_loads_an_exported_arcface_style_112_pack_and_embeds_a_real_phot
     photo = read_image_file(PHOTOS[0])
     faces = pipeline.analyze(photo)
     assert faces and faces[0].crop.shape == (112, 112, 3) and faces[0].embedding.shape == (512,)
-    with torch.no_grad():  # the service's embedding is the trained network's embedding of its crop
-        pixels = normalise_pixels(faces[0].crop[None], net.pixel_mean, net.pixel_std)
-        expected = F.normalize(net(torch.from_numpy(pixels)), dim=1).numpy()[0]
+    # The service's embedding is the trained network's embedding of its crop, averaged with the
+    # mirrored crop's under the default FACEREC_MIRROR_FACES.
+    assert pipeline.mirror
+    crops = np.stack([faces[0].crop, np.ascontiguousarray(faces[0].crop[:, ::-1])])
+    with torch.no_grad():
+        raw = net(torch.from_numpy(normalise_pixels(crops, net.pixel_mean, net.pixel_std)))
+        expected = F.normalize(raw.mean(dim=0, keepdim=True), dim=1).numpy()[0]
     served_unit = faces[0].embedding / np.linalg.norm(faces[0].embedding)
     assert np.abs(served_unit - expected).max() < 1e-4
 

@@ -41,7 +41,6 @@ from app.pipeline.geometry import (
     align_to_template,
     template_for_size,
 )
-from app.pipeline.manifest import load_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +86,7 @@ class FaceCropper:
     @classmethod
     def from_settings(cls, settings: Settings, size: int = DEFAULT_CROP_SIZE) -> FaceCropper:
         """Build the detector exactly as `FacePipeline.from_settings` does."""
-        detector_dir = settings.models_dir / settings.detector
-        manifest = load_manifest(detector_dir)
-        detector = RetinaFaceDetector(
-            detector_dir / manifest.file,
-            max_side=settings.detector_max_side,
-            min_side=settings.detector_min_side,
-            score_threshold=settings.detector_score_threshold,
-            nms_threshold=settings.detector_nms_threshold,
-            min_face_size=settings.min_face_size,
-            threads=settings.inference_threads,
-        )
+        detector = RetinaFaceDetector.from_settings(settings)
         return cls(detector, size)
 
     def crop(self, image: ImageArray) -> ImageArray | None:
