@@ -28,8 +28,22 @@ class EmbeddedSet:
     unreadable: dict[Path, str] = field(default_factory=dict)
 
 
-def _cache_path(cache_dir: Path, model_sha: str, data: bytes) -> Path:
-    return cache_dir / model_sha[:16] / f"{hashlib.sha256(data).hexdigest()}.npy"
+def _cache_key(pipeline: FacePipeline) -> str:
+    """What an embedding depends on besides the image: the model and how faces are found and read."""
+    detector = pipeline.detector
+    parts = (
+        pipeline.model.sha256 or pipeline.model.name,
+        detector.min_side,
+        detector.max_side,
+        detector.score_threshold,
+        detector.nms_threshold,
+        detector.mirror,
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def _cache_path(cache_dir: Path, key: str, data: bytes) -> Path:
+    return cache_dir / key / f"{hashlib.sha256(data).hexdigest()}.npy"
 
 
 def embed_files(
@@ -42,10 +56,10 @@ def embed_files(
     """Embed the central face (largest holding the image centre) of each image."""
     result = EmbeddedSet()
     unique = list(dict.fromkeys(paths))
-    model_sha = pipeline.model.sha256 or pipeline.model.name
+    key = _cache_key(pipeline)
     for path in tqdm(unique, desc="embedding", unit="img", disable=not progress):
         data = path.read_bytes()
-        cached = _cache_path(cache_dir, model_sha, data) if cache_dir else None
+        cached = _cache_path(cache_dir, key, data) if cache_dir else None
         if cached is not None and cached.is_file():
             result.embeddings[path] = np.load(cached)
             continue

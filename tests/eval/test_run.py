@@ -7,10 +7,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.cli import main
 from app.core.settings import Settings
+from app.eval.embedding import embed_files
 from app.eval.run import evaluate_identification, evaluate_pairs
 from app.pipeline.face_pipeline import FacePipeline
 from tests.conftest import LFW_ROOT, SHARED_DATA, require_data
@@ -91,3 +93,18 @@ def test_eval_pairs_rejects_malformed_lists(pipeline: FacePipeline, tmp_path: Pa
     pairs_file.write_text(bad)
     with pytest.raises(ValueError):
         evaluate_pairs(pipeline, LFW_ROOT, pairs_file, progress=False)
+
+
+def test_cached_embeddings_are_kept_apart_per_reading_mode(
+    pipeline: FacePipeline, settings: Settings, tmp_path: Path
+) -> None:
+    """An embedding cached with mirror averaging on is never served to a run with it off."""
+    photo = require_data(LFW_ROOT / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg")
+    single = FacePipeline.from_settings(settings.model_copy(update={"mirror_faces": False}))
+    cache = tmp_path / "cache"
+    mirrored = embed_files(pipeline, [photo], cache_dir=cache, progress=False).embeddings[photo]
+    read_once = embed_files(single, [photo], cache_dir=cache, progress=False).embeddings[photo]
+    assert len(list(cache.rglob("*.npy"))) == 2
+    assert not np.allclose(mirrored, read_once)
+    again = embed_files(single, [photo], cache_dir=cache, progress=False).embeddings[photo]
+    assert np.array_equal(again, read_once)
