@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     detector_nms_threshold: float = Field(default=0.4, gt=0.0, lt=1.0)
     min_face_size: int = Field(default=20, ge=0)
     # Read each face twice, in the photo and in its mirror image, and average
-    # the landmarks and the embeddings: lower error for about 1.6x the CPU time
+    # the landmarks and the embeddings: lower error for about 1.9x the CPU time
     # (docs/benchmarks.md). The model's calibrated thresholds assume it is on.
     mirror_faces: bool = True
 
