@@ -36,10 +36,14 @@ class Settings(BaseSettings):
     detector_score_threshold: float = Field(default=0.8, gt=0.0, lt=1.0)
     detector_nms_threshold: float = Field(default=0.4, gt=0.0, lt=1.0)
     min_face_size: int = Field(default=20, ge=0)
-    # Read each face twice, in the photo and in its mirror image, and average
-    # the landmarks and the embeddings: lower error for about 1.9x the CPU time
-    # (docs/benchmarks.md). The model's calibrated thresholds assume it is on.
+    # Embed each aligned face and its mirror image and average the two: lower
+    # error rates for one more embedding per face (docs/benchmarks.md). The
+    # model's calibrated thresholds assume it is on.
     mirror_faces: bool = True
+    # Also run the detector on the mirrored photo and average each face's two
+    # landmark readings: doubles detection time for no gain measured on LFW
+    # (README, "Accuracy"), so off by default.
+    mirror_landmarks: bool = False
 
     # 0 lets ONNX Runtime decide; the service sets it to match its thread pool.
     inference_threads: int = Field(default=0, ge=0)

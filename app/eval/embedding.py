@@ -38,6 +38,7 @@ def _cache_key(pipeline: FacePipeline) -> str:
         detector.score_threshold,
         detector.nms_threshold,
         detector.mirror,
+        pipeline.mirror,
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 

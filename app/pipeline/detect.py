@@ -19,8 +19,11 @@ Even at that size one reading's landmarks are not mirror-symmetric: the
 same face in a mirrored photo comes back with points 1-4 px away from the
 mirrored points on a 250-pixel LFW photo (up to 7 px on larger faces). With
 ``mirror`` on, the working image and its mirror are both run and each face's
-landmarks are the mean of the two readings, which halves that noise and
-makes a photo and its mirror image align alike.
+landmarks are the mean of the two readings, which makes a photo and its
+mirror image align alike. It doubles detection time and, once the embedder
+averages each crop with its mirror image (``FacePipeline``), gains nothing
+measurable on LFW, so the service leaves it off by default
+(``FACEREC_MIRROR_LANDMARKS``).
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ class RetinaFaceDetector:
             score_threshold=settings.detector_score_threshold,
             nms_threshold=settings.detector_nms_threshold,
             min_face_size=settings.min_face_size,
-            mirror=settings.mirror_faces,
+            mirror=settings.mirror_landmarks,
             threads=settings.inference_threads,
         )
 

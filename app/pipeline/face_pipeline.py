@@ -59,14 +59,12 @@ def measure_quality(detection: Detection, crop: ImageArray) -> FaceQuality:
 class FacePipeline:
     """Detection, alignment to the embedder's template, and embedding."""
 
-    def __init__(self, detector: RetinaFaceDetector, embedder: OnnxEmbedder) -> None:
+    def __init__(self, detector: RetinaFaceDetector, embedder: OnnxEmbedder, *, mirror: bool = True) -> None:
         self.detector = detector
         self.embedder = embedder
-
-    @property
-    def mirror(self) -> bool:
-        """Whether faces are read in the photo and its mirror image and averaged (the detector's setting)."""
-        return self.detector.mirror
+        # Embed each crop and its mirror image and average the two: the
+        # network's errors are not mirror-symmetric, so the mean is steadier.
+        self.mirror = mirror
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FacePipeline:
@@ -79,7 +77,7 @@ class FacePipeline:
             threads=settings.inference_threads,
             batch_size=settings.embed_batch_size,
         )
-        return cls(detector, embedder)
+        return cls(detector, embedder, mirror=settings.mirror_faces)
 
     @classmethod
     def from_models_dir(cls, models_dir: Path, **overrides: object) -> FacePipeline:

@@ -98,13 +98,16 @@ def test_eval_pairs_rejects_malformed_lists(pipeline: FacePipeline, tmp_path: Pa
 def test_cached_embeddings_are_kept_apart_per_reading_mode(
     pipeline: FacePipeline, settings: Settings, tmp_path: Path
 ) -> None:
-    """An embedding cached with mirror averaging on is never served to a run with it off."""
+    """An embedding cached in one reading mode (mirrored crops, mirrored landmarks) never serves another."""
     photo = require_data(LFW_ROOT / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg")
     single = FacePipeline.from_settings(settings.model_copy(update={"mirror_faces": False}))
+    both = FacePipeline.from_settings(settings.model_copy(update={"mirror_landmarks": True}))
     cache = tmp_path / "cache"
     mirrored = embed_files(pipeline, [photo], cache_dir=cache, progress=False).embeddings[photo]
     read_once = embed_files(single, [photo], cache_dir=cache, progress=False).embeddings[photo]
-    assert len(list(cache.rglob("*.npy"))) == 2
+    read_twice = embed_files(both, [photo], cache_dir=cache, progress=False).embeddings[photo]
+    assert len(list(cache.rglob("*.npy"))) == 3
     assert not np.allclose(mirrored, read_once)
+    assert not np.allclose(mirrored, read_twice)
     again = embed_files(single, [photo], cache_dir=cache, progress=False).embeddings[photo]
     assert np.array_equal(again, read_once)

@@ -87,18 +87,23 @@ def test_no_face_gives_no_embeddings(pipeline: FacePipeline) -> None:
 def test_mirror_averaging_makes_a_photo_and_its_mirror_agree(
     pipeline: FacePipeline, settings: Settings
 ) -> None:
-    """The default reads every face in both orientations: mirroring a photo barely moves its embedding.
+    """Mirroring a photo barely moves its embedding once each crop is embedded with its mirror image.
 
-    Not exactly: the fitted template is not quite mirror-symmetric.
+    The default averages the embeddings (what is left comes from the
+    detector's landmarks, which are not mirror-symmetric); mirrored
+    landmarks as well take most of the rest. Not to zero: the fitted
+    template is not quite mirror-symmetric.
     """
-    assert pipeline.mirror
+    assert pipeline.mirror and not pipeline.detector.mirror
     single = FacePipeline.from_settings(settings.model_copy(update={"mirror_faces": False}))
+    both = FacePipeline.from_settings(settings.model_copy(update={"mirror_landmarks": True}))
     for name in ("Aaron_Peirsol", "Zico", "Vladimir_Putin"):
         image = load(LFW_ROOT / name / f"{name}_0001.jpg")
         mirrored_image = np.ascontiguousarray(image[:, ::-1])
         distance = {}
-        for label, pipe in (("mirror", pipeline), ("single", single)):
+        for label, pipe in (("default", pipeline), ("single", single), ("both", both)):
             (face,) = pipe.analyze(image, max_faces=1)
             (mirrored,) = pipe.analyze(mirrored_image, max_faces=1)
             distance[label] = 1.0 - pipe.similarity(face.embedding, mirrored.embedding)
-        assert distance["mirror"] < 0.25 * distance["single"], (name, distance)
+        assert distance["default"] < 0.5 * distance["single"], (name, distance)
+        assert distance["both"] < 0.25 * distance["single"], (name, distance)
