@@ -3,9 +3,9 @@
 Defaults come from the embedding model's manifest: verify at the threshold
 calibrated for FAR 1e-3, identify at FAR 1e-4 (stricter, because one
 identify compares a probe with every template, so false matches grow with
-the gallery). They are written to the ``settings`` table on first start and
-read from there on every request, so a value tuned later holds in every
-worker at once.
+the gallery). They are written to the ``settings`` table on start and read
+from there on every request, so a value tuned later holds in every worker at
+once; a value no one tuned follows the manifest.
 """
 
 from __future__ import annotations
@@ -68,11 +68,21 @@ def default_thresholds(manifest: ModelManifest) -> OperatingThresholds:
 
 
 def seed_thresholds(session: Session, defaults: OperatingThresholds) -> OperatingThresholds:
-    """Store the defaults for whichever threshold is not stored yet; call in a write transaction."""
+    """Store the defaults for every threshold no one has set; call in a write transaction.
+
+    A value an admin set (it has a source) is kept. A value that is still a
+    seeded default follows the manifest: after the model pack is
+    recalibrated, or its metric changes, the old default would no longer
+    mean the FAR it was chosen for, so it is replaced on the next start.
+    """
+    sources: dict[str, Any] = get_setting(session, SOURCES_KEY, {}) or {}
     for key, value in ((VERIFY_KEY, defaults.verify), (IDENTIFY_KEY, defaults.identify)):
-        if get_setting(session, key) is None:
+        if key in sources:
+            continue
+        stored = get_setting(session, key)
+        if stored is None or float(stored) != float(value):
             set_setting(session, key, float(value))
-            log_event(logger, "thresholds.seeded", key=key, value=value)
+            log_event(logger, "thresholds.seeded", key=key, value=value, previous=stored)
     return operating_thresholds(session, defaults)
 
 

@@ -1,4 +1,4 @@
-"""Operating thresholds: seeded from the manifest once, then the stored values are the ones in force."""
+"""Operating thresholds: seeded from the manifest, tuned by admins; the stored values are in force."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from app.services.thresholds import (
     default_thresholds,
     operating_thresholds,
     seed_thresholds,
+    set_thresholds,
 )
 
 
@@ -37,12 +38,24 @@ def test_defaults_come_from_the_manifest_calibration(pipeline: FacePipeline) -> 
     )
 
 
-def test_seeding_never_overwrites_a_stored_value(session: Session) -> None:
-    set_setting(session, IDENTIFY_KEY, 0.95)  # tuned by an admin earlier
-    seeded = seed_thresholds(session, OperatingThresholds(verify=0.8, identify=0.9))
+def test_seeding_keeps_what_an_admin_set(session: Session) -> None:
+    defaults = OperatingThresholds(verify=0.8, identify=0.9)
+    set_thresholds(session, defaults, {IDENTIFY_KEY: 0.95}, actor="admin", source="manual")
+    seeded = seed_thresholds(session, defaults)
     assert seeded == OperatingThresholds(verify=0.8, identify=0.95)
-    assert seed_thresholds(session, OperatingThresholds(verify=0.1, identify=0.1)) == seeded
+    assert seed_thresholds(session, OperatingThresholds(verify=0.1, identify=0.1)) == OperatingThresholds(
+        verify=0.1, identify=0.95
+    )
 
     set_setting(session, VERIFY_KEY, 0.83)
     in_force = operating_thresholds(session, OperatingThresholds(verify=0.0, identify=0.0))
     assert in_force.verify == pytest.approx(0.83) and in_force.identify == pytest.approx(0.95)
+
+
+def test_a_seeded_default_follows_a_recalibrated_manifest(session: Session) -> None:
+    # A database seeded from an earlier calibration (or another metric): the
+    # values no one tuned move to the new defaults, and stay there.
+    assert seed_thresholds(session, OperatingThresholds(verify=0.86, identify=0.89)).verify == 0.86
+    recalibrated = OperatingThresholds(verify=0.91, identify=0.93)
+    assert seed_thresholds(session, recalibrated) == recalibrated
+    assert operating_thresholds(session, OperatingThresholds(verify=0.0, identify=0.0)) == recalibrated
