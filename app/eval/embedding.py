@@ -29,10 +29,12 @@ class EmbeddedSet:
 
 
 def _cache_key(pipeline: FacePipeline) -> str:
-    """What an embedding depends on besides the image: the model and how faces are found and read."""
+    """What an embedding depends on besides the image: the model, how faces are found, framed and read."""
     detector = pipeline.detector
     parts = (
         pipeline.model.sha256 or pipeline.model.name,
+        pipeline.model.template,
+        pipeline.model.framing_correction,
         detector.min_side,
         detector.max_side,
         detector.score_threshold,

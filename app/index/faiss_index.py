@@ -10,8 +10,8 @@ idempotent.
 
 Similarities are "higher = more alike" whatever the metric (see
 ``app.pipeline.similarity``): cosine searches inner products of unit-length
-vectors, Euclidean searches squared L2 and converts it with
-``l2_squared_to_similarity``.
+vectors, both Euclidean kinds search squared L2 between prepared vectors and
+convert it with ``l2_squared_to_similarity``.
 
 Locking: mutators serialise on ``_writer``; searches share a reader-writer
 lock that mutations of the live FAISS index take exclusively. GPU indexes are
@@ -43,7 +43,11 @@ logger = logging.getLogger(__name__)
 
 IndexKind = Literal["flat", "hnsw"]
 
-_FAISS_METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "euclidean": faiss.METRIC_L2}
+_FAISS_METRIC = {
+    "cosine": faiss.METRIC_INNER_PRODUCT,
+    "euclidean": faiss.METRIC_L2,
+    "damped_euclidean": faiss.METRIC_L2,
+}
 
 # Vectors inserted into an HNSW index per hold of the write lock.
 HNSW_ADD_CHUNK = 512

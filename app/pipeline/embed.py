@@ -34,6 +34,11 @@ class OnnxEmbedder:
         )
         self._input_name = self.session.get_inputs()[0].name
         self.template: FloatArray = np.asarray(manifest.template, dtype=np.float32)
+        self.framing_correction: NDArray[np.float64] | None = (
+            None
+            if manifest.framing_correction is None
+            else np.asarray(manifest.framing_correction, np.float64)
+        )
 
     @property
     def crop_size(self) -> tuple[int, int]:

@@ -101,8 +101,9 @@ class FacePipeline:
         width, height = self.embedder.crop_size
         if not detections:
             return np.zeros((0, height, width, 3), dtype=np.uint8)
+        template, correction = self.embedder.template, self.embedder.framing_correction
         crops = [
-            align_to_template(image, d.landmarks, self.embedder.template, (width, height)) for d in detections
+            align_to_template(image, d.landmarks, template, (width, height), correction) for d in detections
         ]
         return np.stack(crops)
 

@@ -74,18 +74,62 @@ def transform_points(matrix: NDArray[np.float64], points: FloatArray) -> FloatAr
     return (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
+def framing_features(
+    landmarks: FloatArray, template: FloatArray, matrix: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """What a framing correction reads: where the fit left each landmark, relative to the template, and a 1.
+
+    (N*2 + 1,): the residuals of the least-squares fit ``matrix``, flattened
+    x, y per point, then a constant for the correction's fixed part.
+    """
+    residuals = transform_points(matrix, landmarks).astype(np.float64) - np.asarray(template, np.float64)
+    return np.append(residuals.ravel(), 1.0)
+
+
+def correction_matrix(adjustment: Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:
+    """The 3×3 similarity ``(a, b, tx, ty)`` stands for: ``[[1+a, -b, tx], [b, 1+a, ty]]`` in crop pixels."""
+    a, b, tx, ty = (float(v) for v in adjustment)
+    return np.array([[1.0 + a, -b, tx], [b, 1.0 + a, ty], [0.0, 0.0, 1.0]])
+
+
+def alignment_matrix(
+    landmarks: FloatArray, template: FloatArray, correction: NDArray[np.float64] | None = None
+) -> NDArray[np.float64]:
+    """The 2×3 image→crop transform for a face.
+
+    Without ``correction``: the least-squares similarity taking the
+    landmarks onto the template. A template is only the mean position of
+    the points in a model's crops, so the fit frames a face the way the
+    model's own cropping did on average, not face by face: a model whose
+    crops were cut from other landmarks (dlib's, from eye corners and the
+    base of the nose) framed a smiling face, or a face seen a little from
+    below, differently from how its mouth corners and nose tip pull the fit.
+    The fit's residuals carry that difference, so a ``correction``, an
+    (N*2 + 1, 4) matrix measured on faces cut both ways (see
+    ``tools/fit_dlib_template.py``), maps them linearly to a small
+    similarity ``(a, b, tx, ty)`` applied after the fit.
+    """
+    matrix = estimate_similarity(landmarks, template)
+    if correction is None:
+        return matrix
+    adjustment = framing_features(landmarks, template, matrix) @ correction  # (4,)
+    return (correction_matrix(adjustment) @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+
+
 def align_to_template(
     image: ImageArray,
     landmarks: FloatArray,
     template: FloatArray,
     size: Sequence[int],
+    correction: NDArray[np.float64] | None = None,
 ) -> ImageArray:
     """Cut the face whose five ``landmarks`` map best onto ``template``.
 
-    ``size`` is (width, height) of the crop. Pixels outside the image are
-    filled by replicating the border, which keeps edge faces usable.
+    ``size`` is (width, height) of the crop; ``correction`` as in
+    ``alignment_matrix``. Pixels outside the image are filled by replicating
+    the border, which keeps edge faces usable.
     """
-    matrix = estimate_similarity(landmarks, template)
+    matrix = alignment_matrix(landmarks, template, correction)
     width, height = int(size[0]), int(size[1])
     crop = cv2.warpAffine(
         image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE

@@ -13,9 +13,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from app.core.errors import ModelPackError
+from app.pipeline.similarity import Metric
 
 MANIFEST_NAME = "manifest.json"
 
@@ -51,11 +52,22 @@ class ModelManifest(BaseModel):
     # Embedders only.
     template: list[list[float]] | None = None
     template_note: str = ""
+    # (points*2 + 1) rows of 4: see app.pipeline.geometry.alignment_matrix.
+    framing_correction: list[list[float]] | None = None
+    framing_note: str = ""
     embedding_size: int | None = None
-    metric: Literal["cosine", "euclidean"] | None = None
+    metric: Metric | None = None
     similarity_note: str = ""
     thresholds: list[ThresholdPoint] = Field(default_factory=list)
     evaluation: dict[str, float | int | str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _correction_fits_template(self) -> ModelManifest:
+        if self.framing_correction is not None:
+            rows = 2 * len(self.template or []) + 1
+            if len(self.framing_correction) != rows or any(len(row) != 4 for row in self.framing_correction):
+                raise ValueError(f"framing_correction must be {rows} rows of 4 numbers for this template")
+        return self
 
     def threshold_at(self, far: float) -> float:
         for point in self.thresholds:

@@ -7,6 +7,10 @@ Whatever the metric, a similarity is "higher means more alike":
   the raw (unnormalised) embeddings. For unit-length embeddings this equals
   the cosine, so thresholds of the two metrics read alike; for raw
   embeddings it keeps the information carried by their length.
+- ``damped_euclidean``: the same on embeddings whose length is damped to
+  its square root (``e / sqrt(|e|)``): halfway, on a log scale, between raw
+  and unit length. For dlib's network, whose raw lengths carry some
+  information but also noise, it beats both (see its manifest).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from app.pipeline.geometry import FloatArray
 
-Metric = Literal["cosine", "euclidean"]
+Metric = Literal["cosine", "euclidean", "damped_euclidean"]
 
 
 def l2_normalise(embeddings: FloatArray) -> FloatArray:
@@ -28,8 +32,18 @@ def l2_normalise(embeddings: FloatArray) -> FloatArray:
 
 
 def prepare(embeddings: FloatArray, metric: Metric) -> FloatArray:
-    """The vectors an index stores for ``metric``: unit length for cosine, raw for Euclidean."""
-    return l2_normalise(embeddings) if metric == "cosine" else np.asarray(embeddings, dtype=np.float32)
+    """The vectors an index stores for ``metric``: unit length, raw, or length damped to its square root.
+
+    Every metric is then an inner product (cosine) or a squared L2 distance
+    (both Euclidean kinds) between prepared vectors.
+    """
+    x = np.asarray(embeddings, dtype=np.float32)
+    if metric == "cosine":
+        return l2_normalise(x)
+    if metric == "damped_euclidean":
+        norms = np.linalg.norm(x, axis=-1, keepdims=True)
+        return (x / np.sqrt(np.maximum(norms, 1e-12))).astype(np.float32)
+    return x
 
 
 def pairwise_similarity(a: FloatArray, b: FloatArray, metric: Metric) -> FloatArray:

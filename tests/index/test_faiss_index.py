@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,7 @@ from tests.index.gallery import (
     recall,
 )
 
-METRICS: list[Metric] = ["cosine", "euclidean"]
+METRICS: list[Metric] = list(get_args(Metric))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import pytest
 from app.pipeline.geometry import (
     ARCFACE_112,
     align_to_template,
+    alignment_matrix,
     estimate_similarity,
+    framing_features,
     normalise_pixels,
     template_for_size,
     transform_points,
@@ -79,3 +81,38 @@ def test_normalise_pixels_layout_and_channel_order() -> None:
     bgr = normalise_pixels(crops, mean=[0, 0, 0], std=[1, 1, 1], color_order="BGR", layout="NHWC")
     assert bgr.shape == (2, 4, 4, 3)
     assert np.all(bgr[..., 2] == 200) and np.all(bgr[..., 0] == 0)
+
+
+def test_a_zero_correction_leaves_the_fit_alone() -> None:
+    truth = _similarity(1.3, 0.1, 20.0, 10.0)
+    landmarks = transform_points(truth, ARCFACE_112) + np.float32(0.7)
+    plain = alignment_matrix(landmarks, ARCFACE_112)
+    np.testing.assert_allclose(alignment_matrix(landmarks, ARCFACE_112, np.zeros((11, 4))), plain)
+
+
+def test_a_correction_applies_the_similarity_it_predicts() -> None:
+    # Landmarks an exact similarity away from the template leave no
+    # residuals, so only the correction's constant row acts: scale by 1.02
+    # about the crop origin, then shift 3 px right.
+    landmarks = transform_points(_similarity(0.8, -0.2, 15.0, 40.0), ARCFACE_112)
+    correction = np.zeros((11, 4))
+    correction[-1] = [0.02, 0.0, 3.0, 0.0]
+    plain = alignment_matrix(landmarks, ARCFACE_112)
+    corrected = alignment_matrix(landmarks, ARCFACE_112, correction)
+    np.testing.assert_allclose(corrected[:, :2], 1.02 * plain[:, :2], atol=1e-9)
+    np.testing.assert_allclose(corrected[:, 2], 1.02 * plain[:, 2] + [3.0, 0.0], atol=1e-9)
+
+
+def test_a_correction_reads_where_the_fit_left_each_point() -> None:
+    # Lower both mouth corners by 4 px: the fit spreads that over all five
+    # points, and a correction keyed to the mouth's residual moves the crop.
+    landmarks = ARCFACE_112.copy()
+    landmarks[3:, 1] += 4.0
+    features = framing_features(landmarks, ARCFACE_112, alignment_matrix(landmarks, ARCFACE_112))
+    assert features.shape == (11,) and features[-1] == 1.0
+    assert features[7] > 0.5 and features[9] > 0.5  # mouth corners' y residuals
+    correction = np.zeros((11, 4))
+    correction[7, 3] = correction[9, 3] = 1.0  # shift the crop by the mouth's residual
+    shifted = alignment_matrix(landmarks, ARCFACE_112, correction)
+    plain = alignment_matrix(landmarks, ARCFACE_112)
+    assert shifted[1, 2] - plain[1, 2] == pytest.approx(features[7] + features[9])
