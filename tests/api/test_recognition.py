@@ -49,7 +49,7 @@ def test_verify_two_images(client: TestClient) -> None:
     assert same.status_code == 200, same.text
     body = same.json()
     assert body["match"] is True and body["similarity"] >= body["threshold"] == verify_threshold
-    assert body["model"] == {"name": "dlib-resnet-v1", "version": "1", "metric": "euclidean"}
+    assert body["model"] == {"name": "dlib-resnet-v1", "version": "1", "metric": "damped_euclidean"}
     assert body["faces"]["a"]["box"]["x_max"] > 0 and body["faces"]["b"]["det_score"] > 0.9
 
     files = {"file_a": photo(ENROLL_PHOTO["obama"]), "file_b": photo(PROBE_PHOTO["biden"])}

@@ -91,19 +91,31 @@ def test_mirror_averaging_makes_a_photo_and_its_mirror_agree(
 
     The default averages the embeddings (what is left comes from the
     detector's landmarks, which are not mirror-symmetric); mirrored
-    landmarks as well take most of the rest. Not to zero: the fitted
-    template is not quite mirror-symmetric.
+    landmarks as well take most of the rest. That last part is measured
+    without the framing correction, which was fitted on one reading per
+    face and is not mirror-symmetric itself (with it, mirrored landmarks
+    stay near the default: 0.002-0.004 here). Not to zero: the fitted
+    template is not quite mirror-symmetric either.
     """
     assert pipeline.mirror and not pipeline.detector.mirror
+    assert pipeline.embedder.framing_correction is not None
     single = FacePipeline.from_settings(settings.model_copy(update={"mirror_faces": False}))
-    both = FacePipeline.from_settings(settings.model_copy(update={"mirror_landmarks": True}))
+    uncorrected_single = FacePipeline.from_settings(settings.model_copy(update={"mirror_faces": False}))
+    uncorrected_both = FacePipeline.from_settings(settings.model_copy(update={"mirror_landmarks": True}))
+    uncorrected_single.embedder.framing_correction = uncorrected_both.embedder.framing_correction = None
+    pipes = {
+        "default": pipeline,
+        "single": single,
+        "uncorrected single": uncorrected_single,
+        "uncorrected both": uncorrected_both,
+    }
     for name in ("Aaron_Peirsol", "Zico", "Vladimir_Putin"):
         image = load(LFW_ROOT / name / f"{name}_0001.jpg")
         mirrored_image = np.ascontiguousarray(image[:, ::-1])
         distance = {}
-        for label, pipe in (("default", pipeline), ("single", single), ("both", both)):
+        for label, pipe in pipes.items():
             (face,) = pipe.analyze(image, max_faces=1)
             (mirrored,) = pipe.analyze(mirrored_image, max_faces=1)
             distance[label] = 1.0 - pipe.similarity(face.embedding, mirrored.embedding)
         assert distance["default"] < 0.5 * distance["single"], (name, distance)
-        assert distance["both"] < 0.25 * distance["single"], (name, distance)
+        assert distance["uncorrected both"] < 0.25 * distance["uncorrected single"], (name, distance)
