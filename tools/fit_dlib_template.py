@@ -46,6 +46,7 @@ import numpy as np
 from tqdm import tqdm
 
 from app.core.settings import Settings
+from app.eval.protocols import read_lfw_pairs
 from app.model_packs.dlib_resnet import locate_dlib_model_file
 from app.pipeline.decode import read_image_file
 from app.pipeline.detect import RetinaFaceDetector
@@ -105,11 +106,11 @@ def chip_error(matrix: np.ndarray, dlib_mapping: np.ndarray) -> float:
     return float(np.linalg.norm(theirs - CHECK_POINTS, axis=1).mean())
 
 
-def excluded_people(pairs_file: Path | None) -> set[str]:
+def excluded_people(lfw: Path, pairs_file: Path | None) -> set[str]:
     if pairs_file is None or not pairs_file.is_file():
         return set()
-    lines = [line.split() for line in pairs_file.read_text().splitlines()[1:]]
-    return {fields[0] for fields in lines} | {fields[2] for fields in lines if len(fields) == 4}
+    pairs = read_lfw_pairs(lfw, pairs_file).pairs
+    return {p.path_a.parent.name for p in pairs} | {p.path_b.parent.name for p in pairs}
 
 
 def main() -> None:
@@ -131,7 +132,7 @@ def main() -> None:
     hog = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
 
-    excluded = excluded_people(args.exclude_pairs)
+    excluded = excluded_people(args.lfw, args.exclude_pairs)
     landmarks: list[np.ndarray] = []
     mappings: list[np.ndarray] = []
     warp_errors: list[float] = []

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from app.eval.protocols import read_lfw_pairs
 from app.model_packs.dlib_resnet import locate_dlib_model_file
 from app.pipeline.face_pipeline import FacePipeline, central_face
 from app.pipeline.geometry import alignment_matrix
@@ -36,8 +37,8 @@ def fit_tool() -> ModuleType:
 
 
 def devtest_photos() -> list[Path]:
-    pairs = require_data(SHARED_DATA / "lfw" / "pairsDevTest.txt").read_text().splitlines()[1:]
-    people = sorted({line.split()[0] for line in pairs})[:PEOPLE]
+    pairs = read_lfw_pairs(require_data(LFW_ROOT), require_data(SHARED_DATA / "lfw" / "pairsDevTest.txt"))
+    people = sorted({pair.path_a.parent.name for pair in pairs.pairs})[:PEOPLE]
     return [sorted((require_data(LFW_ROOT) / name).glob("*.jpg"))[0] for name in people]
 
 
