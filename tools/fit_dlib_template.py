@@ -17,16 +17,20 @@ not guessed:
    the template is their mean (the least-squares template in that frame);
 4. the framing correction (``app.pipeline.geometry.alignment_matrix``): for
    each face, the similarity that takes our template-fitted chip onto dlib's
-   is regressed (ridge, linear) on where the fit left our five points. It is
-   judged on faces it was not fitted on (two halves, each scored by the fit
-   on the other) by how far dlib's chip corners and centre land from ours.
+   is regressed (ridge, linear) on where the fit left our five points and
+   the detector's box. It is judged on people it was not fitted on (two
+   halves split by person, each scored by the fit on the other) by how far
+   dlib's chip corners and centre land from ours.
 
-Faces come from the first image of each LFW person not named in the pairs
-file given by ``--exclude-pairs`` (View 1 DevTest by default), so the
-accuracy measured there is on faces this fit never saw.
+Faces come from the first ``--per-person`` images of each LFW person not
+named in the pairs file given by ``--exclude-pairs`` (View 1 DevTest by
+default), so the accuracy measured there is on faces this fit never saw.
+Each photo is measured twice, as it is and mirrored: the detector's
+landmarks and dlib's are not mirror-symmetric, and fitting on both readings
+gives a correction that frames a face and its mirror image alike.
 
-Run (needs the test extra, for dlib):
-    .venv/bin/python tools/fit_dlib_template.py --count 3000 --out fit.json \
+Run (needs the test extra, for dlib; about 15 minutes on two cores):
+    .venv/bin/python tools/fit_dlib_template.py --out fit.json \
         --manifest app/model_packs/dlib-resnet-v1.json
 ``--manifest`` writes the template and the correction into the dlib model's
 manifest seed.
@@ -35,8 +39,10 @@ manifest seed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +98,7 @@ def residual_similarity(dlib_mapping: np.ndarray, ours: np.ndarray) -> np.ndarra
 
 
 def fit_correction(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Ridge regression (the constant column unpenalised): (F, 11) × (F, 4) → (11, 4)."""
+    """Ridge regression (the constant column unpenalised): (F, 15) × (F, 4) → (15, 4)."""
     penalty = RIDGE * np.eye(features.shape[1])
     penalty[-1, -1] = 0.0
     return np.linalg.solve(features.T @ features + penalty, features.T @ targets)
@@ -104,6 +110,31 @@ def chip_error(matrix: np.ndarray, dlib_mapping: np.ndarray) -> float:
     in_image = CHECK_POINTS @ to_image[:, :2].T + to_image[:, 2]
     theirs = in_image @ dlib_mapping[:, :2].T + dlib_mapping[:, 2]
     return float(np.linalg.norm(theirs - CHECK_POINTS, axis=1).mean())
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One face read both ways: our detector's landmarks and box, and dlib's image→chip mapping."""
+
+    person: str
+    landmarks: np.ndarray  # (5, 2)
+    box: np.ndarray  # (4,)
+    mapping: np.ndarray  # (2, 3)
+
+
+def fit_framing(faces: list[Measured]) -> tuple[np.ndarray, np.ndarray]:
+    """The template (mean of our points in dlib's chips) and the correction fitted against it."""
+    template = (
+        np.stack([transform_points(f.mapping, f.landmarks) for f in faces]).mean(axis=0).astype(np.float32)
+    )
+    plain = [alignment_matrix(f.landmarks, template) for f in faces]
+    features = np.stack(
+        [framing_features(f.landmarks, f.box, template, m) for f, m in zip(faces, plain, strict=True)]
+    )
+    targets = np.stack(
+        [residual_similarity(f.mapping, m) for f, m in zip(faces, plain, strict=True)]
+    )  # (F, 4)
+    return template, fit_correction(features, targets)
 
 
 def excluded_people(lfw: Path, pairs_file: Path | None) -> set[str]:
@@ -119,7 +150,8 @@ def main() -> None:
     )
     parser.add_argument("--lfw", type=Path, default=Path("../shared/data/lfw/lfw-deepfunneled"))
     parser.add_argument("--exclude-pairs", type=Path, default=Path("../shared/data/lfw/pairsDevTest.txt"))
-    parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--per-person", type=int, default=3, help="first N images of each person")
+    parser.add_argument("--count", type=int, help="at most this many images (default: all)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
         "--manifest", type=Path, help="manifest seed to write the template and correction into"
@@ -133,53 +165,55 @@ def main() -> None:
     predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
 
     excluded = excluded_people(args.lfw, args.exclude_pairs)
-    landmarks: list[np.ndarray] = []
-    mappings: list[np.ndarray] = []
-    warp_errors: list[float] = []
     people = sorted(p for p in args.lfw.iterdir() if p.is_dir() and p.name not in excluded)
-    for person in tqdm(people, desc="faces", unit="person"):
-        if len(landmarks) >= args.count:
-            break
-        path = sorted(person.glob("*.jpg"))[0]
-        image = read_image_file(path)
-        rects = hog(image, 1)
-        ours = central_face(detector.detect(image), image.shape)
-        if len(rects) != 1 or ours is None:
-            continue
-        shape = predictor(image, rects[0])
-        details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
-        mapping = chip_mapping(details)
-        chip = np.asarray(dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
-        ours_chip = cv2.warpAffine(image, mapping, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR)
-        warp_errors.append(float(np.abs(chip[8:-8, 8:-8].astype(float) - ours_chip[8:-8, 8:-8]).mean()))
-        landmarks.append(ours.landmarks.astype(np.float64))
-        mappings.append(mapping)
+    paths = [path for person in people for path in sorted(person.glob("*.jpg"))[: args.per_person]]
+    paths = paths[: args.count]
+    faces: list[Measured] = []
+    warp_errors: list[float] = []
+    for path in tqdm(paths, desc="images", unit="image"):
+        photo = read_image_file(path)
+        # The photo and its mirror image: both readings of the detector, and a
+        # correction that treats a face and its mirror image alike.
+        for image in (photo, np.ascontiguousarray(photo[:, ::-1])):
+            rects = hog(image, 1)
+            ours = central_face(detector.detect(image), image.shape)
+            if len(rects) != 1 or ours is None:
+                continue
+            shape = predictor(image, rects[0])
+            details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+            mapping = chip_mapping(details)
+            if image is photo:
+                chip = np.asarray(dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
+                ours_chip = cv2.warpAffine(image, mapping, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR)
+                warp_errors.append(
+                    float(np.abs(chip[8:-8, 8:-8].astype(float) - ours_chip[8:-8, 8:-8]).mean())
+                )
+            faces.append(Measured(path.parent.name, ours.landmarks.astype(np.float64), ours.box, mapping))
 
-    in_chip = np.stack(
-        [transform_points(m, p) for m, p in zip(mappings, landmarks, strict=True)]
-    )  # (F, 5, 2)
-    template = in_chip.mean(axis=0).astype(np.float32)
-    spread = np.linalg.norm(in_chip - template, axis=2).mean(axis=0)
-    plain = [alignment_matrix(p, template) for p in landmarks]
-    features = np.stack([framing_features(p, template, m) for p, m in zip(landmarks, plain, strict=True)])
-    targets = np.stack([residual_similarity(d, m) for d, m in zip(mappings, plain, strict=True)])  # (F, 4)
-
-    halves = np.array_split(np.random.default_rng(0).permutation(len(landmarks)), 2)
+    # Held-out halves split by person, so no one is both fitted on and scored.
+    names = sorted({face.person for face in faces})
+    half_of = dict(zip(np.random.default_rng(0).permutation(names), itertools.cycle((0, 1)), strict=False))
+    halves = [[i for i, face in enumerate(faces) if half_of[face.person] == h] for h in (0, 1)]
+    plain_errors: list[float] = []
     corrected_errors: list[float] = []
     for held_out, fitted_on in ((halves[0], halves[1]), (halves[1], halves[0])):
-        correction = fit_correction(features[fitted_on], targets[fitted_on])
+        template, correction = fit_framing([faces[i] for i in fitted_on])
         for i in held_out:
-            corrected_errors.append(
-                chip_error(alignment_matrix(landmarks[i], template, correction), mappings[i])
-            )
-    plain_error = float(np.mean([chip_error(m, d) for m, d in zip(plain, mappings, strict=True)]))
-    correction = fit_correction(features, targets)
+            face = faces[i]
+            plain_errors.append(chip_error(alignment_matrix(face.landmarks, template), face.mapping))
+            corrected = alignment_matrix(face.landmarks, template, correction, face.box)
+            corrected_errors.append(chip_error(corrected, face.mapping))
+    template, correction = fit_framing(faces)
+    in_chip = np.stack([transform_points(face.mapping, face.landmarks) for face in faces])  # (F, 5, 2)
+    spread = np.linalg.norm(in_chip - template, axis=2).mean(axis=0)
     result = {
-        "faces": len(landmarks),
+        "images": len(paths),
+        "faces": len(faces),
+        "people": len(names),
         "template": np.round(template.astype(np.float64), 3).tolist(),
         "mean_point_spread_px": np.round(spread.astype(np.float64), 2).tolist(),
         "chip_rebuild_mean_abs_diff": round(float(np.median(warp_errors)), 3),
-        "chip_error_px_template_only": round(plain_error, 3),
+        "chip_error_px_template_only": round(float(np.mean(plain_errors)), 3),
         "chip_error_px_corrected_held_out": round(float(np.mean(corrected_errors)), 3),
         "framing_correction": np.round(correction, 6).tolist(),
     }
@@ -193,20 +227,21 @@ def write_to_seed(path: Path, result: dict[str, Any]) -> None:
     seed = json.loads(path.read_text())
     seed["template"] = result["template"]
     seed["template_note"] = (
-        f"Mean position of RetinaFace's 5 landmarks (detector at its default working size) inside dlib's own "
-        f"150x150 chip (get_face_chip, padding 0.25) over {result['faces']} LFW faces of people not in "
-        f"pairsDevTest; measured by tools/fit_dlib_template.py (mean point spread "
+        "Mean position of RetinaFace's 5 landmarks (detector at its default working size) inside dlib's "
+        f"own 150x150 chip (get_face_chip, padding 0.25) over {result['faces']} faces "
+        f"({result['images']} LFW photos of {result['people']} people not in pairsDevTest, each also "
+        "mirrored); measured by tools/fit_dlib_template.py (mean point spread "
         f"{min(result['mean_point_spread_px']):.1f}-{max(result['mean_point_spread_px']):.1f} px; "
         f"rebuilt chip mapping within {result['chip_rebuild_mean_abs_diff']} grey levels of dlib's chip)."
     )
     seed["framing_correction"] = result["framing_correction"]
     seed["framing_note"] = (
-        "Ridge regression from the template fit's residuals to the similarity taking our chip onto dlib's "
-        "(app.pipeline.geometry.alignment_matrix), fitted by tools/fit_dlib_template.py on the same faces. "
-        "On faces it was not fitted on, dlib's chip corners and centre land "
-        f"{result['chip_error_px_template_only']} px from ours with the template alone, "
-        f"{result['chip_error_px_corrected_held_out']} px with the correction (chip pixels; dlib's own "
-        "landmarks are noisy too, so neither reaches 0)."
+        "Ridge regression from the template fit's residuals and the detector's box (in crop pixels) to "
+        "the similarity taking our chip onto dlib's (app.pipeline.geometry.alignment_matrix), fitted by "
+        "tools/fit_dlib_template.py on the same faces. On people it was not fitted on, dlib's chip "
+        f"corners and centre land {result['chip_error_px_template_only']} px from ours with the template "
+        f"alone, {result['chip_error_px_corrected_held_out']} px with the correction (chip pixels; dlib's "
+        "own landmarks are noisy too, so neither reaches 0)."
     )
     path.write_text(json.dumps(seed, indent=2) + "\n")
 

@@ -202,5 +202,10 @@ def calibrate(
     detector_pipeline = FacePipeline.from_settings(settings)
     manifest = load_manifest(model_dir)
     embedder = OnnxEmbedder(model_dir, manifest, threads=settings.inference_threads)
-    pipeline = FacePipeline(detector_pipeline.detector, embedder, mirror=settings.mirror_faces)
+    pipeline = FacePipeline(
+        detector_pipeline.detector,
+        embedder,
+        mirror=settings.mirror_faces,
+        blend_framings=settings.blend_framings,
+    )
     return calibrate_on_pair_list(pipeline, root, pairs_file, progress=progress)

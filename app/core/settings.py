@@ -40,8 +40,15 @@ class Settings(BaseSettings):
     # error rates for one more embedding per face (docs/benchmarks.md). The
     # model's calibrated thresholds assume it is on.
     mirror_faces: bool = True
+    # For a model whose manifest has a framing correction (the default dlib
+    # model), also embed each face framed by its template alone and average
+    # the two framings: lower error rates for twice the embeddings per face,
+    # which takes the pipeline past a quarter of face_recognition's time
+    # (README, "Accuracy"), so off by default. The model's calibrated
+    # thresholds assume it is off (its manifest's evaluation note has both).
+    blend_framings: bool = False
     # Also run the detector on the mirrored photo and average each face's two
-    # landmark readings: doubles detection time for no gain measured on LFW
+    # box and landmark readings: doubles detection time for no gain measured on LFW
     # (README, "Accuracy"), so off by default.
     mirror_landmarks: bool = False
 

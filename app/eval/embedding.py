@@ -41,6 +41,7 @@ def _cache_key(pipeline: FacePipeline) -> str:
         detector.nms_threshold,
         detector.mirror,
         pipeline.mirror,
+        pipeline.blends,
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 

@@ -208,7 +208,7 @@ class RetinaFaceDetector:
         working, scale_x, scale_y = self._working_image(image)
         boxes, scores, landmarks = self._faces_in(working, threshold)
         if self.mirror and len(boxes):
-            landmarks = self._average_with_mirror(working, threshold, boxes, landmarks)
+            boxes, landmarks = self._average_with_mirror(working, threshold, boxes, landmarks)
 
         to_original = np.array([1.0 / scale_x, 1.0 / scale_y], dtype=np.float32)  # (2,)
         corners = boxes.reshape(-1, 2, 2) * to_original  # (M, 2, 2) original pixels
@@ -237,29 +237,30 @@ class RetinaFaceDetector:
 
     def _average_with_mirror(
         self, working: ImageArray, threshold: float, boxes: FloatArray, landmarks: FloatArray
-    ) -> FloatArray:
-        """Average each face's landmarks with those found for it in the mirrored image.
+    ) -> tuple[FloatArray, FloatArray]:
+        """Average each face's box and landmarks with those found for it in the mirrored image.
 
-        The detector's landmark errors are not mirror-symmetric, so the mean
-        of the two readings is steadier than either, and a photo and its
-        mirror image give mirrored landmarks. A face the mirrored pass misses
-        keeps its own.
+        The detector's errors are not mirror-symmetric, so the mean of the
+        two readings is steadier than either, and a photo and its mirror
+        image give mirrored boxes and landmarks (a framing correction reads
+        both). A face the mirrored pass misses keeps its own.
         """
         width = working.shape[1]
         m_boxes, _, m_marks = self._faces_in(np.ascontiguousarray(working[:, ::-1]), threshold)
         if not len(m_boxes):
-            return landmarks
+            return boxes, landmarks
         x1, y1, x2, y2 = m_boxes.T  # each (M',)
         m_boxes = np.stack([width - x2, y1, width - x1, y2], axis=1)  # (M', 4) back in the photo's frame
         m_marks = m_marks[:, MIRRORED_LANDMARKS].copy()  # (M', 5, 2) the subject's right eye first again
         m_marks[..., 0] = width - m_marks[..., 0]
-        averaged = landmarks.copy()  # (M, 5, 2)
+        averaged_boxes, averaged_marks = boxes.copy(), landmarks.copy()  # (M, 4), (M, 5, 2)
         for i, box in enumerate(boxes):
             overlap = box_iou(box, m_boxes)  # (M',)
             best = int(np.argmax(overlap))
             if overlap[best] >= _MIRROR_MATCH_IOU:
-                averaged[i] = (landmarks[i] + m_marks[best]) / 2
-        return averaged
+                averaged_boxes[i] = (box + m_boxes[best]) / 2
+                averaged_marks[i] = (landmarks[i] + m_marks[best]) / 2
+        return averaged_boxes, averaged_marks
 
     def _working_image(self, image: ImageArray) -> tuple[ImageArray, float, float]:
         """Bring the long side into [``min_side``, ``max_side``]; returns the per-axis scale used."""

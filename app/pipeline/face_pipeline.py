@@ -59,12 +59,24 @@ def measure_quality(detection: Detection, crop: ImageArray) -> FaceQuality:
 class FacePipeline:
     """Detection, alignment to the embedder's template, and embedding."""
 
-    def __init__(self, detector: RetinaFaceDetector, embedder: OnnxEmbedder, *, mirror: bool = True) -> None:
+    def __init__(
+        self,
+        detector: RetinaFaceDetector,
+        embedder: OnnxEmbedder,
+        *,
+        mirror: bool = True,
+        blend_framings: bool = False,
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
         # Embed each crop and its mirror image and average the two: the
         # network's errors are not mirror-symmetric, so the mean is steadier.
         self.mirror = mirror
+        # For a model with a framing correction, also embed the face framed
+        # by the template alone and average: the correction only estimates
+        # how the model's own cropping framed a face, and the two framings'
+        # errors differ, so their mean is steadier than either.
+        self.blend_framings = blend_framings
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FacePipeline:
@@ -77,7 +89,7 @@ class FacePipeline:
             threads=settings.inference_threads,
             batch_size=settings.embed_batch_size,
         )
-        return cls(detector, embedder, mirror=settings.mirror_faces)
+        return cls(detector, embedder, mirror=settings.mirror_faces, blend_framings=settings.blend_framings)
 
     @classmethod
     def from_models_dir(cls, models_dir: Path, **overrides: object) -> FacePipeline:
@@ -96,20 +108,33 @@ class FacePipeline:
         """Faces in ``image``, largest first."""
         return self.detector.detect(image, max_faces=max_faces)
 
-    def align(self, image: ImageArray, detections: Sequence[Detection]) -> ImageArray:
-        """(N, H, W, 3) crops framed as the embedder's template asks."""
+    def align(
+        self, image: ImageArray, detections: Sequence[Detection], *, corrected: bool = True
+    ) -> ImageArray:
+        """(N, H, W, 3) crops framed as the embedder asks; ``corrected=False``: by its template alone."""
         width, height = self.embedder.crop_size
         if not detections:
             return np.zeros((0, height, width, 3), dtype=np.uint8)
-        template, correction = self.embedder.template, self.embedder.framing_correction
+        template = self.embedder.template
+        correction = self.embedder.framing_correction if corrected else None
         crops = [
-            align_to_template(image, d.landmarks, template, (width, height), correction) for d in detections
+            align_to_template(image, d.landmarks, template, (width, height), correction, d.box)
+            for d in detections
         ]
         return np.stack(crops)
 
+    @property
+    def blends(self) -> bool:
+        """Whether faces are embedded in both framings: ``blend_framings`` and a model with a correction."""
+        return self.blend_framings and self.embedder.framing_correction is not None
+
     def embed(self, image: ImageArray, detections: Sequence[Detection]) -> list[Face]:
         crops = self.align(image, detections)
-        embeddings = self.embed_crops(crops)  # (N, D)
+        if self.blends and len(crops):
+            both = self.embed_crops(np.concatenate([crops, self.align(image, detections, corrected=False)]))
+            embeddings = np.asarray((both[: len(crops)] + both[len(crops) :]) / 2, dtype=np.float32)  # (N, D)
+        else:
+            embeddings = self.embed_crops(crops)  # (N, D)
         return [
             Face(d.box, d.score, d.landmarks, measure_quality(d, crop), embedding, crop)
             for d, crop, embedding in zip(detections, crops, embeddings, strict=True)

@@ -75,15 +75,19 @@ def transform_points(matrix: NDArray[np.float64], points: FloatArray) -> FloatAr
 
 
 def framing_features(
-    landmarks: FloatArray, template: FloatArray, matrix: NDArray[np.float64]
+    landmarks: FloatArray, box: FloatArray, template: FloatArray, matrix: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """What a framing correction reads: where the fit left each landmark, relative to the template, and a 1.
+    """What a framing correction reads: where the fit left the landmarks and the face's box, and a 1.
 
-    (N*2 + 1,): the residuals of the least-squares fit ``matrix``, flattened
-    x, y per point, then a constant for the correction's fixed part.
+    (N*2 + 5,): the residuals of the least-squares fit ``matrix`` relative
+    to the template, flattened x, y per point; the box's corners (x1, y1,
+    x2, y2) mapped into the crop by the same fit, which say how far the
+    face extends around its landmarks (forehead, chin); then a constant for
+    the correction's fixed part.
     """
     residuals = transform_points(matrix, landmarks).astype(np.float64) - np.asarray(template, np.float64)
-    return np.append(residuals.ravel(), 1.0)
+    corners = transform_points(matrix, np.asarray(box, np.float32).reshape(2, 2)).astype(np.float64)
+    return np.concatenate([residuals.ravel(), corners.ravel(), [1.0]])
 
 
 def correction_matrix(adjustment: Sequence[float] | NDArray[np.float64]) -> NDArray[np.float64]:
@@ -93,7 +97,10 @@ def correction_matrix(adjustment: Sequence[float] | NDArray[np.float64]) -> NDAr
 
 
 def alignment_matrix(
-    landmarks: FloatArray, template: FloatArray, correction: NDArray[np.float64] | None = None
+    landmarks: FloatArray,
+    template: FloatArray,
+    correction: NDArray[np.float64] | None = None,
+    box: FloatArray | None = None,
 ) -> NDArray[np.float64]:
     """The 2×3 image→crop transform for a face.
 
@@ -104,15 +111,18 @@ def alignment_matrix(
     crops were cut from other landmarks (dlib's, from eye corners and the
     base of the nose) framed a smiling face, or a face seen a little from
     below, differently from how its mouth corners and nose tip pull the fit.
-    The fit's residuals carry that difference, so a ``correction``, an
-    (N*2 + 1, 4) matrix measured on faces cut both ways (see
-    ``tools/fit_dlib_template.py``), maps them linearly to a small
-    similarity ``(a, b, tx, ty)`` applied after the fit.
+    The fit's residuals and the detector's box carry that difference, so a
+    ``correction``, an (N*2 + 5, 4) matrix measured on faces cut both ways
+    (see ``tools/fit_dlib_template.py``), maps them linearly
+    (``framing_features``) to a small similarity ``(a, b, tx, ty)`` applied
+    after the fit. A correction needs the face's ``box`` (x1, y1, x2, y2).
     """
     matrix = estimate_similarity(landmarks, template)
     if correction is None:
         return matrix
-    adjustment = framing_features(landmarks, template, matrix) @ correction  # (4,)
+    if box is None:
+        raise ValueError("a framing correction reads the face's box: pass box=(x1, y1, x2, y2)")
+    adjustment = framing_features(landmarks, box, template, matrix) @ correction  # (4,)
     return (correction_matrix(adjustment) @ np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
 
 
@@ -122,14 +132,15 @@ def align_to_template(
     template: FloatArray,
     size: Sequence[int],
     correction: NDArray[np.float64] | None = None,
+    box: FloatArray | None = None,
 ) -> ImageArray:
     """Cut the face whose five ``landmarks`` map best onto ``template``.
 
-    ``size`` is (width, height) of the crop; ``correction`` as in
-    ``alignment_matrix``. Pixels outside the image are filled by replicating
+    ``size`` is (width, height) of the crop; ``correction`` and ``box`` as
+    in ``alignment_matrix``. Pixels outside the image are filled by replicating
     the border, which keeps edge faces usable.
     """
-    matrix = alignment_matrix(landmarks, template, correction)
+    matrix = alignment_matrix(landmarks, template, correction, box)
     width, height = int(size[0]), int(size[1])
     crop = cv2.warpAffine(
         image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE

@@ -52,7 +52,7 @@ class ModelManifest(BaseModel):
     # Embedders only.
     template: list[list[float]] | None = None
     template_note: str = ""
-    # (points*2 + 1) rows of 4: see app.pipeline.geometry.alignment_matrix.
+    # (points*2 + 5) rows of 4: see app.pipeline.geometry.alignment_matrix.
     framing_correction: list[list[float]] | None = None
     framing_note: str = ""
     embedding_size: int | None = None
@@ -64,7 +64,7 @@ class ModelManifest(BaseModel):
     @model_validator(mode="after")
     def _correction_fits_template(self) -> ModelManifest:
         if self.framing_correction is not None:
-            rows = 2 * len(self.template or []) + 1
+            rows = 2 * len(self.template or []) + 5
             if len(self.framing_correction) != rows or any(len(row) != 4 for row in self.framing_correction):
                 raise ValueError(f"framing_correction must be {rows} rows of 4 numbers for this template")
         return self

@@ -83,22 +83,35 @@ def test_normalise_pixels_layout_and_channel_order() -> None:
     assert np.all(bgr[..., 2] == 200) and np.all(bgr[..., 0] == 0)
 
 
+# A box around ARCFACE_112's points, as a detector might draw it (x1, y1, x2, y2).
+BOX_112 = np.array([20.0, 20.0, 92.0, 110.0], dtype=np.float32)
+ROWS = 2 * len(ARCFACE_112) + 5
+
+
 def test_a_zero_correction_leaves_the_fit_alone() -> None:
     truth = _similarity(1.3, 0.1, 20.0, 10.0)
     landmarks = transform_points(truth, ARCFACE_112) + np.float32(0.7)
+    box = transform_points(truth, BOX_112.reshape(2, 2)).ravel()
     plain = alignment_matrix(landmarks, ARCFACE_112)
-    np.testing.assert_allclose(alignment_matrix(landmarks, ARCFACE_112, np.zeros((11, 4))), plain)
+    np.testing.assert_allclose(alignment_matrix(landmarks, ARCFACE_112, np.zeros((ROWS, 4)), box), plain)
+
+
+def test_a_correction_needs_the_box() -> None:
+    with pytest.raises(ValueError, match="box"):
+        alignment_matrix(ARCFACE_112, ARCFACE_112, np.zeros((ROWS, 4)))
 
 
 def test_a_correction_applies_the_similarity_it_predicts() -> None:
     # Landmarks an exact similarity away from the template leave no
     # residuals, so only the correction's constant row acts: scale by 1.02
     # about the crop origin, then shift 3 px right.
-    landmarks = transform_points(_similarity(0.8, -0.2, 15.0, 40.0), ARCFACE_112)
-    correction = np.zeros((11, 4))
+    truth = _similarity(0.8, -0.2, 15.0, 40.0)
+    landmarks = transform_points(truth, ARCFACE_112)
+    box = transform_points(truth, BOX_112.reshape(2, 2)).ravel()
+    correction = np.zeros((ROWS, 4))
     correction[-1] = [0.02, 0.0, 3.0, 0.0]
     plain = alignment_matrix(landmarks, ARCFACE_112)
-    corrected = alignment_matrix(landmarks, ARCFACE_112, correction)
+    corrected = alignment_matrix(landmarks, ARCFACE_112, correction, box)
     np.testing.assert_allclose(corrected[:, :2], 1.02 * plain[:, :2], atol=1e-9)
     np.testing.assert_allclose(corrected[:, 2], 1.02 * plain[:, 2] + [3.0, 0.0], atol=1e-9)
 
@@ -108,11 +121,27 @@ def test_a_correction_reads_where_the_fit_left_each_point() -> None:
     # points, and a correction keyed to the mouth's residual moves the crop.
     landmarks = ARCFACE_112.copy()
     landmarks[3:, 1] += 4.0
-    features = framing_features(landmarks, ARCFACE_112, alignment_matrix(landmarks, ARCFACE_112))
-    assert features.shape == (11,) and features[-1] == 1.0
-    assert features[7] > 0.5 and features[9] > 0.5  # mouth corners' y residuals
-    correction = np.zeros((11, 4))
-    correction[7, 3] = correction[9, 3] = 1.0  # shift the crop by the mouth's residual
-    shifted = alignment_matrix(landmarks, ARCFACE_112, correction)
     plain = alignment_matrix(landmarks, ARCFACE_112)
+    features = framing_features(landmarks, BOX_112, ARCFACE_112, plain)
+    assert features.shape == (ROWS,) and features[-1] == 1.0
+    assert features[7] > 0.5 and features[9] > 0.5  # mouth corners' y residuals
+    correction = np.zeros((ROWS, 4))
+    correction[7, 3] = correction[9, 3] = 1.0  # shift the crop by the mouth's residual
+    shifted = alignment_matrix(landmarks, ARCFACE_112, correction, BOX_112)
     assert shifted[1, 2] - plain[1, 2] == pytest.approx(features[7] + features[9])
+
+
+def test_a_correction_reads_the_box_in_crop_pixels() -> None:
+    # The same face photographed at twice the size and shifted: its box
+    # lands on the same crop pixels, so the correction reads the same
+    # features; a taller box (more chin) reads a larger y2.
+    truth = _similarity(2.0, 0.0, 30.0, -12.0)
+    landmarks = transform_points(truth, ARCFACE_112)
+    box = transform_points(truth, BOX_112.reshape(2, 2)).ravel()
+    features = framing_features(landmarks, box, ARCFACE_112, alignment_matrix(landmarks, ARCFACE_112))
+    np.testing.assert_allclose(features[10:14], BOX_112, atol=1e-3)
+    taller = box + np.array([0.0, 0.0, 0.0, 8.0], dtype=np.float32)
+    taller_features = framing_features(
+        landmarks, taller, ARCFACE_112, alignment_matrix(landmarks, ARCFACE_112)
+    )
+    assert taller_features[13] == pytest.approx(BOX_112[3] + 4.0, abs=1e-3)
