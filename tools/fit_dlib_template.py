@@ -122,6 +122,30 @@ class Measured:
     mapping: np.ndarray  # (2, 3)
 
 
+def dlib_readers() -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
+    """dlib's HOG face detector and the 5-point predictor its chips are cut from."""
+    models = locate_dlib_model_file().parent
+    predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    return dlib.get_frontal_face_detector(), predictor
+
+
+def measure_face(
+    image: np.ndarray,
+    person: str,
+    detector: RetinaFaceDetector,
+    hog: dlib.fhog_object_detector,
+    predictor: dlib.shape_predictor,
+) -> tuple[Measured, dlib.full_object_detection] | None:
+    """The photo's face read both ways (and dlib's 5 points); None unless each finds one face."""
+    rects = hog(image, 1)
+    ours = central_face(detector.detect(image), image.shape)
+    if len(rects) != 1 or ours is None:
+        return None
+    shape = predictor(image, rects[0])
+    details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+    return Measured(person, ours.landmarks.astype(np.float64), ours.box, chip_mapping(details)), shape
+
+
 def fit_framing(faces: list[Measured]) -> tuple[np.ndarray, np.ndarray]:
     """The template (mean of our points in dlib's chips) and the correction fitted against it."""
     template = (
@@ -160,9 +184,7 @@ def main() -> None:
 
     settings = Settings()
     detector = RetinaFaceDetector.from_settings(settings)
-    models = locate_dlib_model_file().parent
-    hog = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    hog, predictor = dlib_readers()
 
     excluded = excluded_people(args.lfw, args.exclude_pairs)
     people = sorted(p for p in args.lfw.iterdir() if p.is_dir() and p.name not in excluded)
@@ -175,20 +197,19 @@ def main() -> None:
         # The photo and its mirror image: both readings of the detector, and a
         # correction that treats a face and its mirror image alike.
         for image in (photo, np.ascontiguousarray(photo[:, ::-1])):
-            rects = hog(image, 1)
-            ours = central_face(detector.detect(image), image.shape)
-            if len(rects) != 1 or ours is None:
+            measured = measure_face(image, path.parent.name, detector, hog, predictor)
+            if measured is None:
                 continue
-            shape = predictor(image, rects[0])
-            details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
-            mapping = chip_mapping(details)
+            face, shape = measured
             if image is photo:
                 chip = np.asarray(dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
-                ours_chip = cv2.warpAffine(image, mapping, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR)
+                ours_chip = cv2.warpAffine(
+                    image, face.mapping, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR
+                )
                 warp_errors.append(
                     float(np.abs(chip[8:-8, 8:-8].astype(float) - ours_chip[8:-8, 8:-8]).mean())
                 )
-            faces.append(Measured(path.parent.name, ours.landmarks.astype(np.float64), ours.box, mapping))
+            faces.append(face)
 
     # Held-out halves split by person, so no one is both fitted on and scored.
     names = sorted({face.person for face in faces})

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from app.eval.protocols import read_lfw_pairs
-from app.model_packs.dlib_resnet import locate_dlib_model_file
 from app.pipeline.face_pipeline import FacePipeline, central_face
 from app.pipeline.geometry import alignment_matrix
 from tests.conftest import LFW_ROOT, REPO_ROOT, SHARED_DATA, load, require_data
@@ -47,26 +46,20 @@ def devtest_photos() -> list[Path]:
 def test_the_correction_brings_our_crops_closer_to_dlibs_chips(
     pipeline: FacePipeline, fit_tool: ModuleType
 ) -> None:
-    import dlib
-
-    hog = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(
-        str(locate_dlib_model_file().parent / "shape_predictor_5_face_landmarks.dat")
-    )
+    hog, predictor = fit_tool.dlib_readers()
     template, correction = pipeline.embedder.template, pipeline.embedder.framing_correction
     assert correction is not None, "the dlib model's manifest carries a framing correction"
     plain_errors, corrected_errors = [], []
     for path in devtest_photos():
-        image = load(path)
-        rects = hog(image, 1)
-        ours = central_face(pipeline.detect(image), image.shape)
-        if len(rects) != 1 or ours is None:
+        measured = fit_tool.measure_face(load(path), path.parent.name, pipeline.detector, hog, predictor)
+        if measured is None:
             continue
-        details = dlib.get_face_chip_details(predictor(image, rects[0]), size=150, padding=0.25)
-        theirs = fit_tool.chip_mapping(details)
-        plain_errors.append(fit_tool.chip_error(alignment_matrix(ours.landmarks, template), theirs))
+        face, _ = measured
+        plain_errors.append(fit_tool.chip_error(alignment_matrix(face.landmarks, template), face.mapping))
         corrected_errors.append(
-            fit_tool.chip_error(alignment_matrix(ours.landmarks, template, correction, ours.box), theirs)
+            fit_tool.chip_error(
+                alignment_matrix(face.landmarks, template, correction, face.box), face.mapping
+            )
         )
     assert len(plain_errors) >= MIN_FACES
     plain, corrected = float(np.mean(plain_errors)), float(np.mean(corrected_errors))
