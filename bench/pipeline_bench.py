@@ -3,8 +3,9 @@
 Both run in one process on one deterministic sample: per stage (decode,
 detect, align/landmarks, embed) and end to end (bytes → embeddings of every
 face, the latency a /verify request sees). Timed passes alternate between
-the libraries so background load falls on both alike; each image's time is
-its median over the repeats, and the tables give the median and p90 of those.
+the libraries so background load falls on both alike, and each round of
+passes starts with a different one; each image's time is its median over
+the repeats, and the tables give the median and p90 of those.
 
 Run from the repository root:
     .venv/bin/python bench/pipeline_bench.py --images 200 --repeats 3 --write-docs
@@ -187,8 +188,8 @@ def render(ours: Run, blend: Run, peer: Run, throughput: dict[str, float], meta:
     lines = [
         f"- Command: `{meta['command']}`",
         f"- Date: {meta['date']}; {meta['images']} LFW images (deep-funneled, first image of every "
-        f"{meta['step']}th person), repeats: {meta['repeats']} timed passes per library, alternated, after "
-        f"{WARMUP_IMAGES} warm-up images each",
+        f"{meta['step']}th person), repeats: {meta['repeats']} timed passes per library, alternated, "
+        f"each round starting with the next one, after {WARMUP_IMAGES} warm-up images each",
         f"- CPU: {meta['cpu']}, `os.cpu_count()` = {meta['cores']}; load average (1 min) "
         f"{meta['load_start']:.2f} at start, {meta['load_end']:.2f} at end",
         f"- onnxruntime {meta['onnxruntime']} (intra-op threads: {meta['ort_threads']}); "
@@ -317,18 +318,25 @@ def main(argv: list[str]) -> None:
 
     ours, blend, peer = Run.empty(), Run.empty(), Run.empty()
     crops: list[ImageArray] = []
+
+    def run_ours() -> None:
+        crops[:] = ours_pass(pipeline, paths, blobs, ours)  # kept for the batch throughput test
+
+    runners: list[tuple[str, Callable[[], object]]] = [
+        (OURS, run_ours),
+        (BLEND, lambda: ours_pass(blend_pipeline, paths, blobs, blend)),
+        (PEER, lambda: peer_pass(paths, peer)),
+    ]
     for repeat in range(args.repeats):
-        started = time.perf_counter()
-        crops = ours_pass(pipeline, paths, blobs, ours)
-        first = time.perf_counter()
-        ours_pass(blend_pipeline, paths, blobs, blend)
-        second = time.perf_counter()
-        peer_pass(paths, peer)
-        print(
-            f"pass {repeat + 1}/{args.repeats}: {OURS} {first - started:.1f} s, "
-            f"{BLEND} {second - first:.1f} s, {PEER} {time.perf_counter() - second:.1f} s",
-            file=sys.stderr,
-        )
+        # Each pass starts with the next runner, so no runner always runs first,
+        # right after the warm-up, or always right after the same other one.
+        shift = repeat % len(runners)
+        spent = []
+        for name, runner in runners[shift:] + runners[:shift]:
+            started = time.perf_counter()
+            runner()
+            spent.append(f"{name} {time.perf_counter() - started:.1f} s")
+        print(f"pass {repeat + 1}/{args.repeats}: " + ", ".join(spent), file=sys.stderr)
     if not crops:
         raise SystemExit("no faces found by our pipeline: nothing to embed")
     batch = np.stack([crops[k % len(crops)] for k in range(THROUGHPUT_FACES)])  # (64, H, W, 3)
