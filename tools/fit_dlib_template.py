@@ -146,11 +146,14 @@ def measure_face(
     return Measured(person, ours.landmarks.astype(np.float64), ours.box, chip_mapping(details)), shape
 
 
+def points_in_chips(faces: list[Measured]) -> np.ndarray:
+    """(F, 5, 2): our landmarks of each face, mapped into dlib's chip of it."""
+    return np.stack([transform_points(f.mapping, f.landmarks) for f in faces])
+
+
 def fit_framing(faces: list[Measured]) -> tuple[np.ndarray, np.ndarray]:
     """The template (mean of our points in dlib's chips) and the correction fitted against it."""
-    template = (
-        np.stack([transform_points(f.mapping, f.landmarks) for f in faces]).mean(axis=0).astype(np.float32)
-    )
+    template = points_in_chips(faces).mean(axis=0).astype(np.float32)
     plain = [alignment_matrix(f.landmarks, template) for f in faces]
     features = np.stack(
         [framing_features(f.landmarks, f.box, template, m) for f, m in zip(faces, plain, strict=True)]
@@ -225,8 +228,7 @@ def main() -> None:
             corrected = alignment_matrix(face.landmarks, template, correction, face.box)
             corrected_errors.append(chip_error(corrected, face.mapping))
     template, correction = fit_framing(faces)
-    in_chip = np.stack([transform_points(face.mapping, face.landmarks) for face in faces])  # (F, 5, 2)
-    spread = np.linalg.norm(in_chip - template, axis=2).mean(axis=0)
+    spread = np.linalg.norm(points_in_chips(faces) - template, axis=2).mean(axis=0)  # (5,)
     result = {
         "images": len(paths),
         "faces": len(faces),

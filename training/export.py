@@ -199,13 +199,6 @@ def calibrate(
     model_dir: Path, settings: Settings, root: Path, pairs_file: Path, progress: bool = True
 ) -> dict[str, Any]:
     """Thresholds at FAR 1e-2…1e-5 through the service's pipeline: its detector, this ONNX model."""
-    detector_pipeline = FacePipeline.from_settings(settings)
-    manifest = load_manifest(model_dir)
-    embedder = OnnxEmbedder(model_dir, manifest, threads=settings.inference_threads)
-    pipeline = FacePipeline(
-        detector_pipeline.detector,
-        embedder,
-        mirror=settings.mirror_faces,
-        blend_framings=settings.blend_framings,
-    )
+    embedder = OnnxEmbedder(model_dir, load_manifest(model_dir), threads=settings.inference_threads)
+    pipeline = FacePipeline.from_settings(settings, embedder=embedder)
     return calibrate_on_pair_list(pipeline, root, pairs_file, progress=progress)

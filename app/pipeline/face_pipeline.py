@@ -79,16 +79,17 @@ class FacePipeline:
         self.blend_framings = blend_framings
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FacePipeline:
+    def from_settings(cls, settings: Settings, *, embedder: OnnxEmbedder | None = None) -> FacePipeline:
+        """The configured pipeline; ``embedder`` replaces the configured one (a model being exported)."""
         detector = RetinaFaceDetector.from_settings(settings)
-        embedder_dir = settings.models_dir / settings.embedder
-        embedder_manifest = load_manifest(embedder_dir)
-        embedder = OnnxEmbedder(
-            embedder_dir,
-            embedder_manifest,
-            threads=settings.inference_threads,
-            batch_size=settings.embed_batch_size,
-        )
+        if embedder is None:
+            embedder_dir = settings.models_dir / settings.embedder
+            embedder = OnnxEmbedder(
+                embedder_dir,
+                load_manifest(embedder_dir),
+                threads=settings.inference_threads,
+                batch_size=settings.embed_batch_size,
+            )
         return cls(detector, embedder, mirror=settings.mirror_faces, blend_framings=settings.blend_framings)
 
     @classmethod
