@@ -169,10 +169,10 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from app.services.keys import create_key
 
     with _database_session(args) as session:
-        key, plaintext = create_key(session, args.role, args.name, actor="cli")
+        created = create_key(session, args.role, args.name, actor="cli")
         session.commit()
-    print(f"{args.role} key {key.prefix}… created; it is shown only now:")
-    print(plaintext)
+    print(f"{args.role} key {created.prefix}… created; it is shown only now:")
+    print(created.key)
     return 0
 
 

@@ -32,10 +32,10 @@ import numpy as np
 import onnxruntime as ort
 from docs_section import write_section
 
+from app.core.arrays import ImageArray
 from app.core.settings import Settings
 from app.pipeline.decode import decode_image
 from app.pipeline.face_pipeline import FacePipeline
-from app.pipeline.geometry import ImageArray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LFW = REPO_ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled"

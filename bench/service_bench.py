@@ -235,7 +235,7 @@ def insert_gallery(data_dir: Path, workload: Workload, cache: EmbeddingCache) ->
                     record = cache.get(path)
                     det_score, face_size, sharpness, score = (float(v) for v in record.quality)
                     x1, y1, x2, y2 = (float(v) for v in record.box)
-                    face = add_face(
+                    _, added = add_face(
                         session,
                         subject,
                         record.embedding,
@@ -252,7 +252,7 @@ def insert_gallery(data_dir: Path, workload: Workload, cache: EmbeddingCache) ->
                         },
                         image_sha256=record.sha256,
                     )
-                    inserted += face is not None
+                    inserted += added
             session.commit()
     finally:
         engine.dispose()
@@ -631,7 +631,7 @@ def render(load: LoadResult, meta: dict[str, Any]) -> str:
         "other work (see the load average): absolute numbers are this machine's on that day; compare rows "
         "within one run.",
         "- With 4 and 16 clients, requests beyond the inference slots queue in the server (by design: the "
-        "semaphore in `app/services/inference.py`), so throughput stays near slots / per-request CPU time "
+        "semaphore in `app/pipeline/runner.py`), so throughput stays near slots / per-request CPU time "
         "and latency grows with the queue.",
         "- p99 of a level with few requests is close to its maximum.",
     ]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from app.core.arrays import ImageArray
 from app.core.settings import Settings
 from app.model_packs.build import build_default_pack
 from app.pipeline.decode import read_image_file
 from app.pipeline.face_pipeline import FacePipeline
-from app.pipeline.geometry import ImageArray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

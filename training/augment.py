@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-ImageArray = NDArray[np.uint8]
+from app.core.arrays import ImageArray
 
 
 @dataclass(frozen=True)

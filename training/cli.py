@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from app.core.arrays import ImageArray
 from app.core.logging import configure_logging
 from app.core.settings import Settings
 from app.pipeline.decode import read_image_file
-from app.pipeline.geometry import DEFAULT_CROP_SIZE, ImageArray
+from app.pipeline.geometry import DEFAULT_CROP_SIZE
 
 if TYPE_CHECKING:
     from training.config import ExperimentConfig

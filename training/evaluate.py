@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
+from app.core.arrays import ImageArray
 from app.eval import metrics
 from app.eval.protocols import read_lfw_pairs
 from app.eval.run import NO_FACE_SCORE
-from app.pipeline.geometry import ImageArray, normalise_pixels
+from app.pipeline.geometry import normalise_pixels
 from training.data.dataset import CropIndex, load_crops
 from training.data.prepare import crop_path
 from training.network import FaceEmbedder

@@ -30,12 +30,13 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
+from app.core.arrays import ImageArray
 from app.core.logging import log_event
 from app.core.settings import Settings
 from app.eval.calibrate import calibrate_on_pair_list, write_calibration
 from app.pipeline.embed import OnnxEmbedder
 from app.pipeline.face_pipeline import FacePipeline
-from app.pipeline.geometry import ImageArray, normalise_pixels, template_for_size
+from app.pipeline.geometry import normalise_pixels, template_for_size
 from app.pipeline.manifest import InputSpec, ModelManifest, file_sha256, load_manifest, write_manifest
 from training.config import ModelConfig
 from training.models import create_backbone

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, require_role
+from app.api.auth import require_role
 from app.services.container import Services
+from app.services.keys import Principal
 from app.services.transactions import discard_after_commit, run_after_commit
 
 

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from app.db.models import ChangeLog, ChangeOp
 
-# PostgreSQL NOTIFY channel: the payload is the newest seq, sent on commit.
-CHANGE_CHANNEL = "facerec_changes"
 _CHANGE_LOCK_KEY = 0x66726563_63686E67  # "frecchng"
+# session.info key: the transaction that holds the lock, so it is taken once per transaction.
+_LOCKED_BY = "change_log_locked_by"
 
 
 def lock_change_log(session: Session) -> None:
@@ -20,10 +20,16 @@ def lock_change_log(session: Session) -> None:
     ``seq`` values are handed out at insert but become visible at commit; if
     two writers could commit out of order, a worker that has read seq 11
     would never see seq 10. Holding this lock from before the face write
-    until commit makes commit order equal seq order.
+    until commit makes commit order equal seq order. Taken once per
+    transaction however many writes it makes.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(_CHANGE_LOCK_KEY)))
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    transaction = session.get_transaction()
+    if transaction is not None and session.info.get(_LOCKED_BY) is transaction:
+        return
+    session.execute(select(func.pg_advisory_xact_lock(_CHANGE_LOCK_KEY)))
+    session.info[_LOCKED_BY] = session.get_transaction()
 
 
 def record_changes(session: Session, op: ChangeOp, faces: Sequence[tuple[int, int]]) -> None:
@@ -33,8 +39,6 @@ def record_changes(session: Session, op: ChangeOp, faces: Sequence[tuple[int, in
     rows = [ChangeLog(op=op, face_id=face_id, subject_id=subject_id) for face_id, subject_id in faces]
     session.add_all(rows)
     session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_notify(CHANGE_CHANNEL, str(rows[-1].seq))))
 
 
 def current_change_seq(session: Session) -> int:

@@ -20,7 +20,7 @@ Box = tuple[float, float, float, float]
 
 @dataclass(frozen=True)
 class EmbeddingBatch:
-    """Rows ready for ``index.add_with_ids``."""
+    """Rows ready for ``FaceIndex.add``."""
 
     face_ids: npt.NDArray[np.int64]  # (N,)
     subject_ids: npt.NDArray[np.int64]  # (N,)
@@ -40,19 +40,22 @@ def add_face(
     image_sha256: str,
     quality_json: dict[str, Any] | None = None,
     crop: bytes | None = None,
-) -> Face | None:
-    """Store a template; ``None`` when this subject already has one from the same image and model."""
+) -> tuple[Face, bool]:
+    """Store a template: the face and True, or the subject's template from the same image and model and False.
+
+    The same image bytes enrolled twice for one subject and model are one template.
+    """
     data = embedding_to_bytes(embedding)
     lock_change_log(session)
     duplicate = session.scalar(
-        select(Face.id).where(
+        select(Face).where(
             Face.subject_id == subject.id,
             Face.image_sha256 == image_sha256,
             Face.model_name == model_name,
         )
     )
     if duplicate is not None:
-        return None
+        return duplicate, False
     x1, y1, x2, y2 = box
     face = Face(
         subject=subject,
@@ -73,7 +76,7 @@ def add_face(
     session.add(face)
     session.flush()
     record_changes(session, "add", [(face.id, subject.id)])
-    return face
+    return face, True
 
 
 def get_face_by_public_id(session: Session, public_id: str) -> Face | None:

@@ -1,20 +1,13 @@
-"""Kept FAR/FRR reports and background jobs."""
+"""Kept FAR/FRR reports: the last gallery report, and each evaluation's."""
 
 from __future__ import annotations
 
-import secrets
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Evaluation, Job, Report
-
-
-def new_id(prefix: str) -> str:
-    """``rpt_…``, ``job_…``, ``ev_…``: unguessable, and the prefix says what it names."""
-    return f"{prefix}_{secrets.token_hex(8)}"
+from app.db.models import Report
 
 
 def add_report(
@@ -65,35 +58,3 @@ def delete_report(session: Session, report_id: str) -> None:
     if report is not None:
         session.delete(report)
         session.flush()
-
-
-def add_job(session: Session, kind: str, total: int) -> Job:
-    job = Job(id=new_id("job"), kind=kind, state="queued", progress=0, total=total)
-    session.add(job)
-    session.flush()
-    return job
-
-
-def get_job(session: Session, job_id: str) -> Job | None:
-    return session.get(Job, job_id)
-
-
-def active_job(session: Session, kind: str, updated_since: datetime) -> Job | None:
-    """A queued or running job of ``kind`` that wrote since ``updated_since``, for a request to join."""
-    return session.scalar(
-        select(Job)
-        .where(Job.kind == kind, Job.state.in_(("queued", "running")), Job.updated_at >= updated_since)
-        .order_by(Job.created_at.desc())
-        .limit(1)
-    )
-
-
-def update_tracked(session: Session, model: type[Job] | type[Evaluation], row_id: str, **fields: Any) -> bool:
-    """Set progress/state fields on a job or evaluation; False when the row is gone (deleted)."""
-    row = session.get(model, row_id)
-    if row is None:
-        return False
-    for name, value in fields.items():
-        setattr(row, name, value)
-    session.flush()
-    return True

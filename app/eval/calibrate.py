@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from app.core.arrays import FloatArray
 from app.eval import metrics
 from app.eval.embedding import embed_files
 from app.eval.protocols import read_lfw_pairs
 from app.pipeline.face_pipeline import FacePipeline
-from app.pipeline.geometry import FloatArray
 from app.pipeline.similarity import Metric, prepare
 
 CALIBRATION_FARS = (1e-2, 1e-3, 1e-4, 1e-5)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from app.core.arrays import FloatArray
 from app.core.errors import AppError
 from app.pipeline.decode import decode_image
 from app.pipeline.face_pipeline import FacePipeline, central_face
-from app.pipeline.geometry import FloatArray
 
 # When the operating detector threshold finds nothing, evaluation retries
 # once at this lower threshold before declaring the image faceless.

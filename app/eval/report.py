@@ -1,20 +1,28 @@
-"""The FAR/FRR report as JSON-ready dicts, from score arrays or a template similarity matrix.
+"""The FAR/FRR report as JSON-ready dicts, from score arrays or labelled templates.
 
 The admin report (gallery or uploaded evaluation set) and ``facerec eval``
 build on these, so a number in the admin page means what the CLI prints.
 Rates are ``app.eval.metrics``'s: a comparison is accepted when
-``score >= threshold``.
+``score >= threshold``. ``build_report`` assembles the whole report (its
+shape is ``app.schemas.admin.ReportPublic``); storing and reusing it is the
+service's (``app.services.gallery_report``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from app.core.errors import NotEnoughData
+from app.core.ids import new_id
 from app.eval import metrics
+from app.eval.template_pairs import ProgressFn, count_pairs, template_pair_scores
+from app.pipeline.similarity import Metric, pairwise_similarity
 
 AT_FAR_TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 FPIR_TARGETS: tuple[float, ...] = (0.1, 0.01)
@@ -25,6 +33,19 @@ HISTOGRAM_BINS = 50
 # A pair with a faceless image scores below every real similarity, so it is
 # counted as "different" at any threshold: a miss for same-person pairs.
 NO_FACE_SCORE = -1e6
+# Identification holds an (N, N) similarity matrix a few times over; beyond this
+# many templates it runs on a random subset of whole identities.
+IDENTIFICATION_MAX_TEMPLATES = 4_000
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """What a report records about how it was made: the model, its metric and the thresholds in force."""
+
+    model_name: str
+    metric: Metric
+    verify_threshold: float
+    identify_threshold: float
 
 
 def verification_report(genuine: ArrayLike, impostor: ArrayLike) -> dict[str, Any]:
@@ -162,3 +183,93 @@ def rates_from_curve(curve: Sequence[dict[str, float]], threshold: float) -> tup
         if point["threshold"] >= threshold:
             return point["far"], point["frr"]
     return curve[-1]["far"], curve[-1]["frr"]
+
+
+def build_report(
+    context: ReportContext,
+    genuine: NDArray[np.float64],
+    impostor: NDArray[np.float64],
+    identification: dict[str, Any],
+    *,
+    source: dict[str, Any],
+    counts: dict[str, int],
+) -> dict[str, Any]:
+    """The report JSON from verification scores and an ``identification_report``."""
+    if genuine.size == 0 or impostor.size == 0:
+        raise NotEnoughData(
+            "a report needs genuine and impostor comparisons",
+            {"genuine": int(genuine.size), "impostor": int(impostor.size)},
+        )
+    identification = dict(identification)
+    operating = {
+        "verify_threshold": context.verify_threshold,
+        "identify_threshold": context.identify_threshold,
+        **verification_rates(genuine, impostor, context.verify_threshold),
+        "fnir": identification.pop("fnir", None),
+        "fpir": identification.pop("fpir", None),
+    }
+    return {
+        "id": new_id("rpt"),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "model": context.model_name,
+        "metric": context.metric,
+        "source": source,
+        "counts": {**counts, "genuine": int(genuine.size), "impostor": int(impostor.size)},
+        **verification_report(genuine, impostor),
+        "identification": identification,
+        "operating": operating,
+    }
+
+
+def templates_report(
+    context: ReportContext,
+    vectors: NDArray[np.float32],
+    labels: NDArray[Any],
+    *,
+    max_impostor: int,
+    source: dict[str, Any],
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """The report over labelled templates: all genuine pairs, impostors all or sampled, identification."""
+    check_enough_templates(labels)
+    pairs = template_pair_scores(
+        vectors, labels, context.metric, max_impostor=max_impostor, progress=progress
+    )
+    identification = _templates_identification(context, vectors, labels)
+    return build_report(
+        context,
+        pairs.genuine,
+        pairs.impostor,
+        identification,
+        source={**source, "impostor_sampled": pairs.impostor_sampled, "impostor_total": pairs.impostor_total},
+        counts={"subjects": int(np.unique(labels).size), "templates": int(labels.size)},
+    )
+
+
+def check_enough_templates(labels: NDArray[Any]) -> None:
+    genuine, impostor = count_pairs(labels)
+    if genuine == 0 or impostor == 0:
+        raise NotEnoughData(
+            "a report needs at least 2 subjects, one of them with 2 or more templates",
+            {"templates": int(labels.size), "subjects": int(np.unique(labels).size)},
+        )
+
+
+def _templates_identification(
+    context: ReportContext, vectors: NDArray[np.float32], labels: NDArray[Any]
+) -> dict[str, Any]:
+    note = ""
+    if labels.size > IDENTIFICATION_MAX_TEMPLATES:
+        rng = np.random.default_rng(0)
+        keep = np.zeros(labels.size, dtype=bool)
+        for identity in rng.permutation(np.unique(labels)):
+            members = labels == identity
+            if np.count_nonzero(keep) + np.count_nonzero(members) > IDENTIFICATION_MAX_TEMPLATES:
+                continue
+            keep |= members
+        note = f"; on a random subset of whole identities ({int(keep.sum())} of {labels.size} templates)"
+        vectors, labels = vectors[keep], labels[keep]
+    similarity = pairwise_similarity(vectors, vectors, context.metric)  # (N, N)
+    report = identification_report(similarity, labels, context.identify_threshold)
+    report["note"] += note
+    return report

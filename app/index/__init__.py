@@ -2,6 +2,6 @@
 
 from app.index.candidates import Candidate
 from app.index.faiss_index import FaceIndex, IndexKind
-from app.index.sync import IndexChange, apply_changes
+from app.index.replay import IndexChange, apply_changes
 
 __all__ = ["Candidate", "FaceIndex", "IndexChange", "IndexKind", "apply_changes"]

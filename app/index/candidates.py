@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
-from app.pipeline.geometry import FloatArray
-
-IntArray = NDArray[np.int64]
+from app.core.arrays import FloatArray, IntArray
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,6 @@ def rank_subjects(
     return candidates
 
 
-def count_subjects(face_ids: IntArray, subject_ids: IntArray) -> int:
+def distinct_subjects(face_ids: IntArray, subject_ids: IntArray) -> int:
     """How many distinct subjects the valid entries of a (k,) result row hold."""
     return int(np.unique(subject_ids[face_ids >= 0]).size)

@@ -32,11 +32,11 @@ import faiss
 import numpy as np
 from numpy.typing import ArrayLike
 
+from app.core.arrays import FloatArray, IntArray
 from app.core.logging import log_event
-from app.index.candidates import Candidate, IntArray, count_subjects, rank_subjects
+from app.index.candidates import Candidate, distinct_subjects, rank_subjects
 from app.index.locks import ReadWriteLock
 from app.index.snapshot import SnapshotContents, SnapshotError, read_snapshot, write_snapshot
-from app.pipeline.geometry import FloatArray
 from app.pipeline.similarity import Metric, l2_squared_to_similarity, prepare
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class FaceIndex:
     """Face templates searchable by similarity, with face → subject ids.
 
     ``applied_seq`` is the database change counter the content reflects; the
-    caller sets it after applying changes (see ``app.index.sync``).
+    caller sets it after applying changes (see ``app.index.replay``).
     """
 
     def __init__(
@@ -244,7 +244,7 @@ class FaceIndex:
                 prepared,
                 4 * top_n + 16,
                 exclude_face_ids,
-                lambda faces, subjects: count_subjects(faces, subjects) >= top_n,
+                lambda faces, subjects: distinct_subjects(faces, subjects) >= top_n,
             )
         return [rank_subjects(sims, faces, subjects, top_n) for sims, faces, subjects in rows]
 

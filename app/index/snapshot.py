@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-IntArray = NDArray[np.int64]
+from app.core.arrays import IntArray
 
 SNAPSHOT_FORMAT = 1
 

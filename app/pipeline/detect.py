@@ -37,8 +37,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from app.core.arrays import FloatArray, ImageArray
 from app.core.settings import Settings
-from app.pipeline.geometry import FloatArray, ImageArray
 from app.pipeline.manifest import load_manifest
 from app.pipeline.runtime import create_session
 

@@ -8,7 +8,8 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from app.pipeline.geometry import FloatArray, ImageArray, normalise_pixels
+from app.core.arrays import FloatArray, ImageArray
+from app.pipeline.geometry import normalise_pixels
 from app.pipeline.manifest import ModelManifest
 from app.pipeline.runtime import create_session
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from app.core.arrays import FloatArray, ImageArray
 from app.core.settings import Settings
 from app.pipeline.detect import Detection, RetinaFaceDetector
 from app.pipeline.embed import OnnxEmbedder
-from app.pipeline.geometry import FloatArray, ImageArray, align_to_template
+from app.pipeline.geometry import align_to_template
 from app.pipeline.manifest import ModelManifest, load_manifest
 from app.pipeline.similarity import Metric, paired_similarity
 

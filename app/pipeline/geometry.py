@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-FloatArray = NDArray[np.float32]
-ImageArray = NDArray[np.uint8]
+from app.core.arrays import FloatArray, ImageArray
 
 # The ArcFace/InsightFace 112×112 five-point template (public convention of
 # models trained on MS1M-style aligned crops).

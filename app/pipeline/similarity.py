@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 
-from app.pipeline.geometry import FloatArray
+from app.core.arrays import FloatArray
 
 Metric = Literal["cosine", "euclidean", "damped_euclidean"]
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.db.models import Evaluation, Job
 from app.schemas.common import RequestModel
 from app.schemas.recognition import Threshold
 
@@ -121,18 +120,6 @@ class JobPublic(BaseModel):
     result_id: str | None
     error: str | None
 
-    @classmethod
-    def from_job(cls, job: Job) -> JobPublic:
-        return cls(
-            id=job.id,
-            kind=job.kind,
-            state=job.state,  # the table's check constraint keeps it one of JobState
-            progress=job.progress,
-            total=job.total,
-            result_id=job.result_id,
-            error=job.error,
-        )
-
 
 class JobAccepted(BaseModel):
     job: JobPublic
@@ -214,14 +201,6 @@ class EvaluationSummary(BaseModel):
     identities: int
     pairs_source: Literal["pairs.txt", "all"]
     error: str | None
-
-    @classmethod
-    def fields_of(cls, evaluation: Evaluation) -> dict[str, Any]:
-        return {name: getattr(evaluation, name) for name in EvaluationSummary.model_fields}
-
-    @classmethod
-    def from_evaluation(cls, evaluation: Evaluation) -> EvaluationSummary:
-        return cls(**cls.fields_of(evaluation))
 
 
 class EvaluationPublic(EvaluationSummary):

@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from app.db.models import ApiKey
 from app.schemas.common import RequestModel
 
 
@@ -23,17 +22,6 @@ class ApiKeyPublic(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
-
-    @classmethod
-    def from_key(cls, key: ApiKey) -> ApiKeyPublic:
-        return cls(
-            prefix=key.prefix,
-            role=key.role,
-            name=key.name,
-            created_at=key.created_at,
-            last_used_at=key.last_used_at,
-            revoked_at=key.revoked_at,
-        )
 
 
 class ApiKeyCreated(ApiKeyPublic):

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.core.logging import log_event
+from app.core.prometheus import Metrics
 from app.core.settings import Settings
 from app.db.session import (
     begin_write,
@@ -25,10 +26,9 @@ from app.db.session import (
 )
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.manifest import ModelManifest, load_manifest
-from app.services.index_sync import IndexFollower
-from app.services.inference import InferenceRunner, inference_settings
+from app.pipeline.runner import InferenceRunner, inference_settings
+from app.services.index_follower import IndexFollower
 from app.services.keys import ensure_first_admin_key
-from app.services.metrics import Metrics
 from app.services.thresholds import OperatingThresholds, default_thresholds, seed_thresholds
 
 logger = logging.getLogger(__name__)

@@ -16,14 +16,15 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import AppError, ImageTooLarge, InvalidImage, LowQualityFace, NoFaceDetected
 from app.core.logging import log_event
+from app.core.settings import Settings
 from app.db.audit import write_audit
-from app.db.faces import add_face, list_faces
-from app.db.subjects import face_counts, get_or_create_subject, update_subject
-from app.pipeline.face_pipeline import Face
+from app.db.faces import add_face
+from app.db.subjects import UNSET, face_counts, get_or_create_subject, update_subject
+from app.pipeline.face_pipeline import Face, FaceQuality
+from app.pipeline.runner import encode_crop
 from app.schemas.enroll import DuplicateImage, EnrolledFace, EnrollRequest, EnrollResult, RejectedImage
-from app.schemas.subjects import FacePublic, SubjectPublic
 from app.services.container import Services
-from app.services.inference import encode_crop
+from app.services.subjects import face_public, subject_public
 from app.services.transactions import after_commit, begin_gallery_write
 
 logger = logging.getLogger(__name__)
@@ -53,17 +54,20 @@ def enroll(services: Services, session: Session, request: EnrollRequest, actor: 
     # Inference is done: only now take the write lock, and hold it briefly.
     begin_gallery_write(session)
     subject, created = get_or_create_subject(session, request.subject_id, request.name, request.metadata)
-    if not created and request.name is not None:
-        update_subject(session, subject, name=request.name)
-    if not created and request.metadata is not None:
-        update_subject(session, subject, metadata=request.metadata)
+    if not created and (request.name is not None or request.metadata is not None):
+        update_subject(
+            session,
+            subject,
+            name=UNSET if request.name is None else request.name,
+            metadata=UNSET if request.metadata is None else request.metadata,
+        )
 
     model = services.model
     faces: list[EnrolledFace] = []
     duplicates: list[DuplicateImage] = []
     for item in accepted:
         face = item.face
-        row = add_face(
+        row, added = add_face(
             session,
             subject,
             face.embedding,
@@ -76,13 +80,10 @@ def enroll(services: Services, session: Session, request: EnrollRequest, actor: 
             image_sha256=item.sha256,
             crop=item.crop_png,
         )
-        if row is None:
-            existing = _existing_face(session, subject.id, model.name, item.sha256)
-            duplicates.append(DuplicateImage(index=item.index, face_id=existing))
+        if not added:
+            duplicates.append(DuplicateImage(index=item.index, face_id=row.public_id))
             continue
-        faces.append(
-            EnrolledFace(index=item.index, **FacePublic.from_face(row, subject.external_id).model_dump())
-        )
+        faces.append(EnrolledFace(index=item.index, **face_public(row, subject.external_id).model_dump()))
 
     if faces:
         after_commit(session, services.index.catch_up)
@@ -104,7 +105,7 @@ def enroll(services: Services, session: Session, request: EnrollRequest, actor: 
     )
     count = face_counts(session, [subject.id])[subject.id]
     return EnrollResult(
-        subject=SubjectPublic.from_subject(subject, count),
+        subject=subject_public(subject, count),
         created=created,
         faces=faces,
         duplicates=duplicates,
@@ -128,16 +129,7 @@ def _screen(services: Services, images: list[bytes]) -> tuple[list[_Accepted], l
             rejected.append(RejectedImage(index=index, code=NoFaceDetected.code, message="no face was found"))
             continue
         face = analyzed.faces[0]
-        problems = []
-        if face.quality.face_size < settings.enroll_min_face_size:
-            problems.append(
-                f"the face is {face.quality.face_size:.0f} px; "
-                f"at least {settings.enroll_min_face_size:.0f} px is needed"
-            )
-        if face.det_score < settings.enroll_min_det_score:
-            problems.append(
-                f"detection score {face.det_score:.3f} is below {settings.enroll_min_det_score:.3f}"
-            )
+        problems = quality_problems(face.quality, settings)
         if problems:
             rejected.append(RejectedImage(index=index, code=LowQualityFace.code, message="; ".join(problems)))
             continue
@@ -146,9 +138,16 @@ def _screen(services: Services, images: list[bytes]) -> tuple[list[_Accepted], l
     return accepted, rejected
 
 
-def _existing_face(session: Session, subject_id: int, model_name: str, sha256: str) -> str:
-    """The template this subject already has from the same image bytes and model."""
-    for face in list_faces(session, subject_id):
-        if face.image_sha256 == sha256 and face.model_name == model_name:
-            return face.public_id
-    return ""
+def quality_problems(quality: FaceQuality, settings: Settings) -> list[str]:
+    """Why a face may not be enrolled (empty when it may): the gate every enrolment passes."""
+    problems = []
+    if quality.face_size < settings.enroll_min_face_size:
+        problems.append(
+            f"the face is {quality.face_size:.0f} px; "
+            f"at least {settings.enroll_min_face_size:.0f} px is needed"
+        )
+    if quality.det_score < settings.enroll_min_det_score:
+        problems.append(
+            f"detection score {quality.det_score:.3f} is below {settings.enroll_min_det_score:.3f}"
+        )
+    return problems

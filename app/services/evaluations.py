@@ -17,21 +17,24 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.core.errors import EvaluationNotFound
+from app.core.ids import new_id
 from app.core.logging import log_event
 from app.db.audit import write_audit
 from app.db.evaluations import add_evaluation, delete_evaluation, get_evaluation, list_evaluations
+from app.db.jobs import update_tracked
 from app.db.models import Evaluation, Report
-from app.db.reports import add_report, delete_report, get_report, new_id, update_tracked
+from app.db.reports import add_report, delete_report, get_report
 from app.db.session import begin_write
 from app.eval.embedding import EmbeddedSet, embed_files
-from app.eval.report import identification_report
+from app.eval.report import ReportContext, build_report, identification_report, templates_report
 from app.eval.run import score_pairs
 from app.eval.template_pairs import ProgressFn
 from app.pipeline.similarity import pairwise_similarity
+from app.schemas.admin import EvaluationList, EvaluationPublic, EvaluationSummary, ReportPublic
 from app.services.archive import EvaluationSet, unpack_evaluation
 from app.services.container import Services
+from app.services.gallery_report import context_of
 from app.services.jobs import expire_if_stale, start_after_commit
-from app.services.report import ReportContext, build_report, context_of, templates_report
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ EMBED_CHUNK = 32
 
 def create_evaluation(
     services: Services, session: Session, upload: IO[bytes], name: str | None, actor: str
-) -> Evaluation:
+) -> EvaluationSummary:
     """Unpack and check the upload now (bad input is a 400), then embed and report in the background."""
     folder = Path(tempfile.mkdtemp(prefix="facerec-eval-"))
     try:
@@ -87,7 +90,7 @@ def create_evaluation(
         images=evaluation.images,
         pairs=evaluation.pairs_source,
     )
-    return evaluation
+    return evaluation_summary(evaluation)
 
 
 def _evaluate(
@@ -126,7 +129,7 @@ def _evaluate(
         similarity = (
             pairwise_similarity(vectors, vectors, pipeline.metric) if found else np.zeros((0, 0), np.float32)
         )  # (F, F)
-        identification = identification_report(similarity, labels, context.thresholds.identify)
+        identification = identification_report(similarity, labels, context.identify_threshold)
         body = build_report(
             context,
             scores[same],
@@ -168,24 +171,33 @@ def evaluation_or_404(session: Session, evaluation_id: str) -> Evaluation:
     return evaluation
 
 
-def current_evaluation(session: Session, evaluation_id: str) -> Evaluation:
-    """The evaluation as a status request should see it: an abandoned job shows as failed."""
+def current_evaluation(session: Session, evaluation_id: str) -> EvaluationPublic:
+    """The evaluation with its report, as a status request should see it: an abandoned job shows as failed."""
     begin_write(session)
     evaluation = evaluation_or_404(session, evaluation_id)
     expire_if_stale(evaluation)
-    return evaluation
+    report = evaluation_report(session, evaluation)
+    return EvaluationPublic(
+        **evaluation_summary(evaluation).model_dump(),
+        report=ReportPublic.model_validate(report.body) if report is not None else None,
+    )
 
 
 def evaluation_report(session: Session, evaluation: Evaluation) -> Report | None:
     return get_report(session, evaluation.report_id) if evaluation.report_id else None
 
 
-def all_evaluations(session: Session) -> list[Evaluation]:
+def all_evaluations(session: Session) -> EvaluationList:
     begin_write(session)
     evaluations = list_evaluations(session)
     for evaluation in evaluations:
         expire_if_stale(evaluation)
-    return evaluations
+    items = [evaluation_summary(evaluation) for evaluation in evaluations]
+    return EvaluationList(items=items, count=len(items))
+
+
+def evaluation_summary(evaluation: Evaluation) -> EvaluationSummary:
+    return EvaluationSummary(**{name: getattr(evaluation, name) for name in EvaluationSummary.model_fields})
 
 
 def remove_evaluation(session: Session, evaluation_id: str, actor: str) -> None:

@@ -20,12 +20,13 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.core.errors import AppError
+from app.core.errors import AppError, JobNotFound
 from app.core.logging import log_event
 from app.db.base import utcnow
+from app.db.jobs import get_job, update_tracked
 from app.db.models import Evaluation, Job
-from app.db.reports import update_tracked
 from app.db.session import begin_write
+from app.schemas.admin import JobPublic
 from app.services.transactions import after_commit
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,28 @@ def expire_if_stale(row: Job | Evaluation) -> None:
     if row.state in ("queued", "running") and row.updated_at < stale_before():
         row.state = "failed"
         row.error = "the worker running this job stopped before it finished; start it again"
+
+
+def job_or_404(session: Session, job_id: str) -> JobPublic:
+    """A job's progress as a status request should see it: an abandoned job shows as failed."""
+    begin_write(session)
+    job = get_job(session, job_id)
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r}", {"job_id": job_id})
+    expire_if_stale(job)
+    return job_public(job)
+
+
+def job_public(job: Job) -> JobPublic:
+    return JobPublic(
+        id=job.id,
+        kind=job.kind,
+        state=job.state,  # the table's check constraint keeps it one of JobState
+        progress=job.progress,
+        total=job.total,
+        result_id=job.result_id,
+        error=job.error,
+    )
 
 
 def start_after_commit(

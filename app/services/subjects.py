@@ -10,14 +10,16 @@ from app.core.errors import FaceNotFound, SubjectNotFound, ValidationFailed
 from app.core.logging import log_event
 from app.db.audit import write_audit
 from app.db.faces import delete_face, get_face_by_public_id, list_faces
-from app.db.models import Subject
+from app.db.models import Face, Subject
 from app.db.subjects import (
+    UNSET,
     delete_subject,
     face_counts,
     get_subject_by_external_id,
     list_subjects,
     update_subject,
 )
+from app.schemas.common import Box, FaceQualityPublic
 from app.schemas.subjects import (
     FaceDeleted,
     FacePublic,
@@ -37,7 +39,7 @@ def list_subject_page(session: Session, limit: int, cursor: str | None) -> Subje
     after_id = _decode_cursor(cursor)
     subjects, total = list_subjects(session, limit=limit, after_id=after_id)
     counts = face_counts(session, [subject.id for subject in subjects])
-    items = [SubjectPublic.from_subject(subject, counts[subject.id]) for subject in subjects]
+    items = [subject_public(subject, counts[subject.id]) for subject in subjects]
     next_cursor = str(subjects[-1].id) if len(subjects) == limit else None
     return SubjectPage(items=items, total=total, next_cursor=next_cursor)
 
@@ -50,10 +52,13 @@ def get_subject(session: Session, subject_id: str) -> SubjectDetail:
 def patch_subject(session: Session, subject_id: str, update: SubjectUpdate, actor: str) -> SubjectDetail:
     begin_gallery_write(session)
     subject = _subject(session, subject_id)
-    if "name" in update.model_fields_set:
-        update_subject(session, subject, name=update.name)
-    if "metadata" in update.model_fields_set:
-        update_subject(session, subject, metadata=update.metadata or {})
+    fields = update.model_fields_set
+    update_subject(
+        session,
+        subject,
+        name=update.name if "name" in fields else UNSET,
+        metadata=(update.metadata or {}) if "metadata" in fields else UNSET,
+    )
     write_audit(
         session, actor, "subject.update", subject.external_id, {"fields": sorted(update.model_fields_set)}
     )
@@ -76,7 +81,7 @@ def get_face(session: Session, face_id: str) -> FacePublic:
     subject = None if face is None else face.subject
     if face is None or subject is None:
         raise FaceNotFound(f"no face {face_id!r}", {"face_id": face_id})
-    return FacePublic.from_face(face, subject.external_id)
+    return face_public(face, subject.external_id)
 
 
 def remove_face(services: Services, session: Session, face_id: str, actor: str) -> FaceDeleted:
@@ -100,8 +105,8 @@ def _subject(session: Session, subject_id: str) -> Subject:
 
 
 def _detail(session: Session, subject: Subject) -> SubjectDetail:
-    faces = [FacePublic.from_face(face, subject.external_id) for face in list_faces(session, subject.id)]
-    return SubjectDetail(**SubjectPublic.from_subject(subject, len(faces)).model_dump(), faces=faces)
+    faces = [face_public(face, subject.external_id) for face in list_faces(session, subject.id)]
+    return SubjectDetail(**subject_public(subject, len(faces)).model_dump(), faces=faces)
 
 
 def _decode_cursor(cursor: str | None) -> int | None:
@@ -111,3 +116,34 @@ def _decode_cursor(cursor: str | None) -> int | None:
     if not cursor.isdigit() or len(cursor) > 18:
         raise ValidationFailed("cursor is not one this service returned", {"cursor": cursor[:64]})
     return int(cursor)
+
+
+def face_public(face: Face, subject_id: str) -> FacePublic:
+    """A stored template as the API shows it; ``subject_id`` is its subject's external id."""
+    quality = dict(face.quality_json or {})
+    return FacePublic(
+        face_id=face.public_id,
+        subject_id=subject_id,
+        box=Box.from_array((face.box_x1, face.box_y1, face.box_x2, face.box_y2)),
+        det_score=face.det_score,
+        quality=FaceQualityPublic(
+            score=face.quality,
+            det_score=float(quality.get("det_score", face.det_score)),
+            face_size=float(quality.get("face_size", 0.0)),
+            sharpness=float(quality.get("sharpness", 0.0)),
+        ),
+        model=face.model_name,
+        model_version=face.model_version,
+        created_at=face.created_at,
+    )
+
+
+def subject_public(subject: Subject, face_count: int) -> SubjectPublic:
+    return SubjectPublic(
+        subject_id=subject.external_id,
+        name=subject.name,
+        metadata=dict(subject.metadata_json or {}),
+        face_count=face_count,
+        created_at=subject.created_at,
+        updated_at=subject.updated_at,
+    )

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from app.db.base import utcnow
 from app.db.faces import iter_embeddings
-from app.db.reports import add_job
+from app.db.jobs import add_job
 from app.db.session import begin_write
 from app.eval import metrics
 from app.pipeline.face_pipeline import FacePipeline

@@ -184,7 +184,7 @@ def test_a_restart_keeps_every_template(
     def restart() -> tuple[list[int], list[dict[str, object]], str]:
         """Start another app on the same database and data dir: its templates, answer and index source."""
         caplog.clear()
-        with caplog.at_level("INFO", logger="app.services.index_sync"):
+        with caplog.at_level("INFO", logger="app.services.index_follower"):
             restarted = start_client(api_database, pipeline)
         try:
             (opened,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("index.opened")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +24,13 @@ def sha256(image: bytes) -> str:
     return hashlib.sha256(image).hexdigest()
 
 
-def add_test_face(
+def add_test_face(session: Session, subject: Subject, **options: Any) -> Face:
+    """The stored template (the existing one when the subject has this image already)."""
+    face, _ = store_test_face(session, subject, **options)
+    return face
+
+
+def store_test_face(
     session: Session,
     subject: Subject,
     *,
@@ -32,7 +39,8 @@ def add_test_face(
     model_name: str = MODEL,
     dim: int = 128,
     crop: bytes | None = None,
-) -> Face | None:
+) -> tuple[Face, bool]:
+    """``add_face``'s answer: the template and whether it was added."""
     return add_face(
         session,
         subject,

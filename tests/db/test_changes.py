@@ -12,7 +12,7 @@ from app.db.faces import count_faces, delete_face
 from app.db.models import ChangeLog, Face
 from app.db.session import begin_write, create_engine_for, make_session_factory, upgrade_database
 from app.db.subjects import get_or_create_subject
-from tests.db.factories import add_test_face
+from tests.db.factories import add_test_face, store_test_face
 
 
 def test_every_add_and_remove_advances_the_counter_in_order(session: Session) -> None:
@@ -22,7 +22,6 @@ def test_every_add_and_remove_advances_the_counter_in_order(session: Session) ->
     after_first = current_change_seq(session)
     second = add_test_face(session, subject, image=b"2")
     after_second = current_change_seq(session)
-    assert first is not None and second is not None
     delete_face(session, first)
     after_delete = current_change_seq(session)
     assert start < after_first < after_second < after_delete
@@ -41,9 +40,10 @@ def test_every_add_and_remove_advances_the_counter_in_order(session: Session) ->
 
 def test_a_duplicate_writes_no_change(session: Session) -> None:
     subject, _ = get_or_create_subject(session, "gina")
-    add_test_face(session, subject, image=b"same")
+    first = add_test_face(session, subject, image=b"same")
     seq = current_change_seq(session)
-    assert add_test_face(session, subject, image=b"same") is None
+    again, added = store_test_face(session, subject, image=b"same")
+    assert (again.id, added) == (first.id, False)
     assert current_change_seq(session) == seq
 
 

@@ -15,17 +15,18 @@ from app.db.faces import (
     load_embeddings,
 )
 from app.db.subjects import get_or_create_subject
-from tests.db.factories import MODEL, add_test_face, unit_vector
+from tests.db.factories import MODEL, add_test_face, store_test_face, unit_vector
 
 
 def test_same_image_twice_for_a_subject_is_one_template(session: Session) -> None:
     alice, _ = get_or_create_subject(session, "alice")
     bob, _ = get_or_create_subject(session, "bob")
-    first = add_test_face(session, alice, image=b"group-photo")
-    assert first is not None
-    assert add_test_face(session, alice, seed=1, image=b"group-photo") is None
-    assert add_test_face(session, bob, image=b"group-photo") is not None
-    assert add_test_face(session, alice, image=b"group-photo", model_name="other-model") is not None
+    first, added = store_test_face(session, alice, image=b"group-photo")
+    assert added
+    again, added = store_test_face(session, alice, seed=1, image=b"group-photo")
+    assert (again.id, again.public_id, added) == (first.id, first.public_id, False)
+    assert store_test_face(session, bob, image=b"group-photo")[1]
+    assert store_test_face(session, alice, image=b"group-photo", model_name="other-model")[1]
     assert [face.id for face in list_faces(session, alice.id)] == [first.id, first.id + 2]
     assert count_faces(session, MODEL) == 2
     assert count_faces(session) == 3
@@ -34,7 +35,6 @@ def test_same_image_twice_for_a_subject_is_one_template(session: Session) -> Non
 def test_stored_face_reads_back_exactly(session: Session) -> None:
     subject, _ = get_or_create_subject(session, "carol")
     face = add_test_face(session, subject, seed=5, crop=b"\x89PNG fake crop")
-    assert face is not None
     session.expunge_all()
     reread = get_face_by_public_id(session, face.public_id)
     assert reread is not None
@@ -53,7 +53,6 @@ def test_rebuild_reads_every_template_of_one_model(session: Session) -> None:
     for seed in range(10):
         subject = subjects[seed % 3]
         face = add_test_face(session, subject, seed=seed, image=f"img{seed}".encode())
-        assert face is not None
         expected[face.id] = (subject.id, unit_vector(seed))
     add_test_face(session, subjects[0], image=b"img0", model_name="another-model", dim=512)
 
@@ -74,7 +73,6 @@ def test_followers_load_only_faces_that_still_exist(session: Session) -> None:
     subject, _ = get_or_create_subject(session, "dave")
     kept = add_test_face(session, subject, image=b"a")
     gone = add_test_face(session, subject, image=b"b")
-    assert kept is not None and gone is not None
     gone_id = gone.id
     delete_face(session, gone)
     batch = load_embeddings(session, [kept.id, gone_id], MODEL)
@@ -86,9 +84,7 @@ def test_followers_load_only_faces_that_still_exist(session: Session) -> None:
 def test_a_deleted_face_id_is_never_handed_out_again(session: Session) -> None:
     subject, _ = get_or_create_subject(session, "erin")
     newest = add_test_face(session, subject, image=b"first")
-    assert newest is not None
     old_id = newest.id
     delete_face(session, newest)
     replacement = add_test_face(session, subject, image=b"second")
-    assert replacement is not None
     assert replacement.id > old_id

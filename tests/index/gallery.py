@@ -6,13 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from app.core.arrays import FloatArray, IntArray
 from app.index import Candidate, FaceIndex, IndexKind
 from app.pipeline.similarity import Metric, pairwise_similarity
-
-IntArray = NDArray[np.int64]
-FloatArray = NDArray[np.float32]
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from app.core.arrays import ImageArray
 from app.model_packs.retinaface import build_retinaface_pack
 from app.pipeline.decode import read_image_file
 from app.pipeline.detect import MIRRORED_LANDMARKS, RetinaFaceDetector, anchors_for, nms
-from app.pipeline.geometry import ImageArray
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 GROUP = SHARED_DATA / "group"

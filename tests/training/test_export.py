@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
 
+from app.core.arrays import ImageArray
 from app.core.settings import Settings
 from app.main import create_app
 from app.pipeline.decode import read_image_file
 from app.pipeline.face_pipeline import FacePipeline
-from app.pipeline.geometry import ARCFACE_112, ImageArray, normalise_pixels, template_for_size
+from app.pipeline.geometry import ARCFACE_112, normalise_pixels, template_for_size
 from app.pipeline.manifest import file_sha256, load_manifest
 from tests.conftest import LFW_ROOT, require_data
 from training.data.prepare import FaceCropper

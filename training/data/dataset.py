@@ -14,14 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
-from app.pipeline.geometry import ImageArray, normalise_pixels
+from app.core.arrays import ImageArray, IntArray
+from app.pipeline.geometry import normalise_pixels
 from training.augment import Augmenter
 from training.data.prepare import CROP_SUFFIX
-
-IntArray = NDArray[np.int64]
 
 
 @dataclass(frozen=True)

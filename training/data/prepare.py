@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from app.core.arrays import FloatArray, ImageArray
 from app.core.errors import AppError
 from app.core.logging import log_event
 from app.core.settings import Settings
@@ -34,13 +35,7 @@ from app.eval.protocols import read_lfw_pairs
 from app.pipeline.decode import read_image_file
 from app.pipeline.detect import RetinaFaceDetector
 from app.pipeline.face_pipeline import central_face
-from app.pipeline.geometry import (
-    DEFAULT_CROP_SIZE,
-    FloatArray,
-    ImageArray,
-    align_to_template,
-    template_for_size,
-)
+from app.pipeline.geometry import DEFAULT_CROP_SIZE, align_to_template, template_for_size
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from app.core.errors import (
     ReportNotFound,
     ReportPending,
 )
-from app.db.models import Job
 from app.schemas.admin import (
     AdminStats,
     JobAccepted,
@@ -27,8 +26,7 @@ from app.schemas.admin import (
     ThresholdUpdate,
 )
 from app.schemas.recognition import Threshold
-from app.services import admin_views, tuning
-from app.services.report import gallery_report
+from app.services import admin_stats, gallery_report, jobs, report_picture, threshold_tuning
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -38,7 +36,7 @@ _PICTURE_ERRORS = (NotEnoughData, EvaluationNotFound, EvaluationNotReady, Report
 
 @router.get("/stats", summary="Gallery size, model and thresholds in force", responses=error_responses())
 def stats(caller: AdminDep, services: ServicesDep, session: SessionDep) -> AdminStats:
-    return AdminStats.model_validate(tuning.admin_stats(services, session))
+    return admin_stats.admin_stats(services, session)
 
 
 @router.get(
@@ -52,11 +50,10 @@ def stats(caller: AdminDep, services: ServicesDep, session: SessionDep) -> Admin
 def report(
     caller: AdminDep, services: ServicesDep, session: SessionDep, response: Response, refresh: bool = False
 ) -> ReportPublic | JobAccepted:
-    result = gallery_report(services, session, refresh=refresh)
-    if isinstance(result, Job):
+    result = gallery_report.report_or_job(services, session, refresh=refresh)
+    if isinstance(result, JobAccepted):
         response.status_code = status.HTTP_202_ACCEPTED
-        return JobAccepted(job=JobPublic.from_job(result))
-    return ReportPublic.model_validate(result.body)
+    return result
 
 
 @router.get(
@@ -68,15 +65,15 @@ def report(
     },
     response_class=Response,
 )
-def report_picture(
+def picture(
     caller: AdminDep,
     services: ServicesDep,
     session: SessionDep,
-    image_format: Annotated[admin_views.ImageFormat, Path()],
+    image_format: Annotated[report_picture.ImageFormat, Path()],
     threshold: Annotated[Threshold | None, Query()] = None,
     evaluation_id: Annotated[str | None, Query(max_length=32)] = None,
 ) -> Response:
-    content, media_type = admin_views.report_picture(
+    content, media_type = report_picture.report_picture(
         services, session, image_format, threshold, evaluation_id
     )
     return Response(content, media_type=media_type)
@@ -84,7 +81,7 @@ def report_picture(
 
 @router.get("/jobs/{job_id}", summary="A background job's progress", responses=error_responses(JobNotFound))
 def job(caller: AdminDep, session: SessionDep, job_id: Annotated[str, Path(max_length=32)]) -> JobPublic:
-    return JobPublic.from_job(admin_views.job_or_404(session, job_id))
+    return jobs.job_or_404(session, job_id)
 
 
 @router.get(
@@ -93,7 +90,7 @@ def job(caller: AdminDep, session: SessionDep, job_id: Annotated[str, Path(max_l
     responses=error_responses(),
 )
 def get_threshold(caller: AdminDep, services: ServicesDep, session: SessionDep) -> ThresholdsPublic:
-    return admin_views.thresholds_view(services, session)
+    return threshold_tuning.thresholds_view(services, session)
 
 
 @router.put(
@@ -105,7 +102,7 @@ def put_threshold(
     caller: AdminDep, body: ThresholdUpdate, services: ServicesDep, session: SessionDep
 ) -> ThresholdsPublic:
     if body.target_far is not None:
-        tuning.set_from_report(services, session, body.target_far, body.report_id, caller.actor)
+        threshold_tuning.set_from_report(services, session, body.target_far, body.report_id, caller.actor)
     else:
-        tuning.set_direct(services, session, body.values(), caller.actor)
-    return admin_views.thresholds_view(services, session)
+        threshold_tuning.set_direct(services, session, body.values(), caller.actor)
+    return threshold_tuning.thresholds_view(services, session)

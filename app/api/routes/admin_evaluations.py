@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
 from app.api.deps import AdminDep, ServicesDep, SessionDep
 from app.api.errors import error_responses
 from app.core.errors import EmptyEvaluation, EvaluationNotFound, InvalidArchive
-from app.schemas.admin import EvaluationList, EvaluationPublic, EvaluationSummary, ReportPublic
+from app.schemas.admin import EvaluationList, EvaluationPublic, EvaluationSummary
 from app.services import evaluations
 
 router = APIRouter(prefix="/admin/evaluations", tags=["admin"])
@@ -36,14 +36,12 @@ def create_evaluation(
     file: Annotated[UploadFile, File(description="the zip archive")],
     name: Annotated[str | None, Form(max_length=255)] = None,
 ) -> EvaluationSummary:
-    evaluation = evaluations.create_evaluation(services, session, file.file, name, caller.actor)
-    return EvaluationSummary.from_evaluation(evaluation)
+    return evaluations.create_evaluation(services, session, file.file, name, caller.actor)
 
 
 @router.get("", summary="Evaluation sets, newest first", responses=error_responses())
 def list_evaluations(caller: AdminDep, session: SessionDep) -> EvaluationList:
-    items = [EvaluationSummary.from_evaluation(e) for e in evaluations.all_evaluations(session)]
-    return EvaluationList(items=items, count=len(items))
+    return evaluations.all_evaluations(session)
 
 
 @router.get(
@@ -52,12 +50,7 @@ def list_evaluations(caller: AdminDep, session: SessionDep) -> EvaluationList:
     responses=error_responses(EvaluationNotFound),
 )
 def get_evaluation(caller: AdminDep, session: SessionDep, evaluation_id: EvaluationId) -> EvaluationPublic:
-    evaluation = evaluations.current_evaluation(session, evaluation_id)
-    report = evaluations.evaluation_report(session, evaluation)
-    return EvaluationPublic(
-        **EvaluationSummary.fields_of(evaluation),
-        report=ReportPublic.model_validate(report.body) if report is not None else None,
-    )
+    return evaluations.current_evaluation(session, evaluation_id)
 
 
 @router.delete(

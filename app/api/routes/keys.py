@@ -17,7 +17,7 @@ router = APIRouter(prefix="/admin/keys", tags=["admin"])
 
 @router.get("", summary="Active API keys", responses=error_responses())
 def list_keys(caller: AdminDep, session: SessionDep, include_revoked: bool = False) -> ApiKeyList:
-    return ApiKeyList(items=[ApiKeyPublic.from_key(key) for key in keys.list_keys(session, include_revoked)])
+    return ApiKeyList(items=keys.list_keys(session, include_revoked))
 
 
 @router.post(
@@ -27,12 +27,11 @@ def list_keys(caller: AdminDep, session: SessionDep, include_revoked: bool = Fal
     responses=error_responses(),
 )
 def create_key(caller: AdminDep, body: ApiKeyCreate, session: SessionDep) -> ApiKeyCreated:
-    key, plaintext = keys.create_key(session, body.role, body.name, caller.actor)
-    return ApiKeyCreated(**ApiKeyPublic.from_key(key).model_dump(), key=plaintext)
+    return keys.create_key(session, body.role, body.name, caller.actor)
 
 
 @router.delete("/{prefix}", summary="Revoke an API key", responses=error_responses(ApiKeyNotFound))
 def revoke_key(
     prefix: Annotated[str, Path(min_length=4, max_length=16)], session: SessionDep, caller: AdminDep
 ) -> ApiKeyPublic:
-    return ApiKeyPublic.from_key(keys.revoke_key(session, prefix, caller.actor))
+    return keys.revoke_key(session, prefix, caller.actor)

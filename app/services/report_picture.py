@@ -1,4 +1,4 @@
-"""Read-side admin use cases: the report's picture, job status, the thresholds view."""
+"""The picture of a report: DET curve and score histograms, the operating point marked."""
 
 from __future__ import annotations
 
@@ -8,18 +8,13 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import EvaluationNotReady, JobNotFound
+from app.core.errors import EvaluationNotReady
 from app.db.models import Job, Report
-from app.db.reports import get_job
-from app.db.session import begin_write
 from app.eval.plots import plot_report
 from app.eval.report import rates_from_curve
-from app.schemas.admin import ThresholdChangePublic, ThresholdSources, ThresholdsPublic
 from app.services.container import Services
 from app.services.evaluations import evaluation_or_404, evaluation_report
-from app.services.jobs import expire_if_stale
-from app.services.report import gallery_report
-from app.services.thresholds import operating_thresholds, threshold_history, threshold_sources
+from app.services.gallery_report import gallery_report
 
 ImageFormat = Literal["png", "svg"]
 MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
@@ -62,32 +57,3 @@ def _report_for_picture(services: Services, session: Session, evaluation_id: str
             "the gallery report is being computed; try again when the job is done", {"job": result.id}
         )
     return result
-
-
-def job_or_404(session: Session, job_id: str) -> Job:
-    begin_write(session)
-    job = get_job(session, job_id)
-    if job is None:
-        raise JobNotFound(f"no job {job_id!r}", {"job_id": job_id})
-    expire_if_stale(job)
-    return job
-
-
-def thresholds_view(services: Services, session: Session) -> ThresholdsPublic:
-    in_force = operating_thresholds(session, services.default_thresholds)
-    return ThresholdsPublic(
-        verify_threshold=in_force.verify,
-        identify_threshold=in_force.identify,
-        source=ThresholdSources(**threshold_sources(session)),
-        history=[
-            ThresholdChangePublic(
-                key=change.key,
-                value=change.value,
-                previous=change.previous,
-                actor=change.actor,
-                at=change.at,
-                source=change.source,
-            )
-            for change in threshold_history(session)
-        ],
-    )

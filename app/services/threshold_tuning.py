@@ -1,4 +1,4 @@
-"""Admin threshold tuning and the dashboard's figures."""
+"""Setting the operating thresholds by hand or from a report's threshold for a target FAR, and their view."""
 
 from __future__ import annotations
 
@@ -8,20 +8,21 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.core.errors import FarNotMeasurable, ReportNotFound, ReportPending, ValidationFailed
-from app.db.faces import count_faces
 from app.db.models import Job, Report
 from app.db.reports import get_report, latest_gallery_report
 from app.db.session import begin_write
-from app.db.subjects import count_subjects
 from app.eval.report import AT_FAR_TARGETS
+from app.schemas.admin import ThresholdChangePublic, ThresholdSources, ThresholdsPublic
 from app.services.container import Services
-from app.services.report import gallery_report
+from app.services.gallery_report import gallery_report
 from app.services.thresholds import (
     IDENTIFY_KEY,
     VERIFY_KEY,
     OperatingThresholds,
     operating_thresholds,
     set_thresholds,
+    threshold_history,
+    threshold_sources,
 )
 
 
@@ -79,16 +80,21 @@ def _chosen_report(services: Services, session: Session, report_id: str | None) 
     return computed
 
 
-def admin_stats(services: Services, session: Session) -> dict[str, Any]:
-    thresholds = operating_thresholds(session, services.default_thresholds)
-    latest = latest_gallery_report(session, services.model.name)
-    return {
-        "subjects": count_subjects(session),
-        "faces": count_faces(session, services.model.name),
-        "model": services.model.name,
-        "metric": services.pipeline.metric,
-        "embedding_size": services.model.embedding_size or 0,
-        "index_size": services.index.index.ntotal,
-        "thresholds": {"verify": thresholds.verify, "identify": thresholds.identify},
-        "last_report": {"id": latest.id, "created_at": latest.created_at} if latest is not None else None,
-    }
+def thresholds_view(services: Services, session: Session) -> ThresholdsPublic:
+    in_force = operating_thresholds(session, services.default_thresholds)
+    return ThresholdsPublic(
+        verify_threshold=in_force.verify,
+        identify_threshold=in_force.identify,
+        source=ThresholdSources(**threshold_sources(session)),
+        history=[
+            ThresholdChangePublic(
+                key=change.key,
+                value=change.value,
+                previous=change.previous,
+                actor=change.actor,
+                at=change.at,
+                source=change.source,
+            )
+            for change in threshold_history(session)
+        ],
+    )

@@ -14,8 +14,8 @@ from typing import Literal, NamedTuple, cast
 
 import numpy as np
 
+from app.core.arrays import FloatArray
 from app.index.faiss_index import FaceIndex
-from app.pipeline.geometry import FloatArray
 
 ChangeOp = Literal["add", "remove"]
 
