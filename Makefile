@@ -1,6 +1,6 @@
 # The two commands a new user needs:
 #   make run    set up .venv, build the default model pack, start the service
-#   make test   the same set-up plus test dependencies, then lint, types and tests
+#   make test   the same set-up plus test dependencies, then lint, import layers, types and tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -38,6 +38,7 @@ browser:
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy app training tools bench
