@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import faiss
 import numpy as np
@@ -36,7 +36,7 @@ from app.core.arrays import FloatArray, IntArray
 from app.core.logging import log_event
 from app.index.candidates import Candidate, distinct_subjects, rank_subjects
 from app.index.locks import ReadWriteLock
-from app.index.snapshot import SnapshotContents, SnapshotError, read_snapshot, write_snapshot
+from app.index.snapshot import SnapshotContents, SnapshotError, load_index_snapshot, write_snapshot
 from app.pipeline.similarity import Metric, l2_squared_to_similarity, prepare
 
 logger = logging.getLogger(__name__)
@@ -256,21 +256,17 @@ class FaceIndex:
         with self._writer:
             with self._search_guard():
                 index_bytes = faiss.serialize_index(self._cpu_index())
-            contents = SnapshotContents(
-                meta={
-                    "dim": self.dim,
-                    "metric": self.metric,
-                    "kind": self.kind,
-                    "applied_seq": int(seq),
-                    "hnsw_m": self.hnsw_m,
-                    "ef_construction": self.ef_construction,
-                    "ef_search": self.ef_search,
-                },
-                index_bytes=index_bytes,
-                slot_face_ids=self._slot_face.copy(),
-                slot_subject_ids=self._slot_subject.copy(),
-            )
-        write_snapshot(path, contents)
+            meta = {
+                "dim": self.dim,
+                "metric": self.metric,
+                "kind": self.kind,
+                "applied_seq": int(seq),
+                "hnsw_m": self.hnsw_m,
+                "ef_construction": self.ef_construction,
+                "ef_search": self.ef_search,
+            }
+            slot_face, slot_subject = self._slot_face.copy(), self._slot_subject.copy()
+        write_snapshot(path, SnapshotContents(meta, index_bytes, slot_face, slot_subject))
 
     @classmethod
     def load(
@@ -289,22 +285,16 @@ class FaceIndex:
         if not path.exists():
             log_event(logger, "index_snapshot_missing", path=path)
             return None
+        expected = {name: faiss_class for name, (_, faiss_class) in _KINDS.items() if kind in (None, name)}
         try:
-            contents = read_snapshot(path)
-            meta = contents.meta
-            if meta.get("dim") != expected_dim or meta.get("metric") != metric:
-                raise SnapshotError("built for another embedding model")
-            if meta.get("kind") not in _KINDS or (kind is not None and meta["kind"] != kind):
-                raise SnapshotError(f"index kind {meta.get('kind')!r} is not the configured one")
-            options = {name: int(meta[name]) for name in ("hnsw_m", "ef_construction", "ef_search")}
-            applied_seq = int(meta["applied_seq"])
-            cpu_index = _checked_faiss_index(contents, expected_dim, metric, meta["kind"])
-        except (SnapshotError, KeyError, TypeError, ValueError) as error:
+            loaded = load_index_snapshot(path, expected_dim, metric, _FAISS_METRIC[metric], expected)
+        except SnapshotError as error:
             log_event(logger, "index_snapshot_rejected", logging.WARNING, path=path, reason=error)
             return None
-        index = cls(expected_dim, metric, meta["kind"], use_gpu=use_gpu, **options)
-        index._install(cpu_index, contents.slot_face_ids, contents.slot_subject_ids)
-        index.applied_seq = applied_seq
+        built_as = cast(IndexKind, loaded.kind)  # one of ``expected``'s keys, so of _KINDS'
+        index = cls(expected_dim, metric, built_as, use_gpu=use_gpu, **loaded.options)
+        index._install(loaded.cpu_index, loaded.slot_face_ids, loaded.slot_subject_ids)
+        index.applied_seq = loaded.applied_seq
         return index
 
     # ----- internals -----------------------------------------------------
@@ -425,22 +415,3 @@ class FaceIndex:
             faces[np.isin(faces, excluded)] = -1
         similarities[faces < 0] = -np.inf
         return similarities, faces, subjects
-
-
-def _checked_faiss_index(contents: SnapshotContents, dim: int, metric: Metric, kind: str) -> Any:
-    """Deserialise the snapshot's FAISS index and check it agrees with its id maps."""
-    try:
-        cpu_index = faiss.deserialize_index(contents.index_bytes)
-    except RuntimeError as error:
-        raise SnapshotError("FAISS index unreadable") from error
-    _, expected_class = _KINDS[kind]
-    if not isinstance(cpu_index, expected_class) or cpu_index.d != dim:
-        raise SnapshotError("FAISS index type or dimension differs")
-    if cpu_index.metric_type != _FAISS_METRIC[metric]:
-        raise SnapshotError("FAISS index metric differs")
-    if cpu_index.ntotal != len(contents.slot_face_ids):
-        raise SnapshotError("FAISS index and id map differ in size")
-    live = contents.slot_face_ids[contents.slot_face_ids >= 0]
-    if np.unique(live).size != live.size:
-        raise SnapshotError("duplicate face ids")
-    return cpu_index

@@ -3,7 +3,9 @@
 One file rather than an index file plus a sidecar, so a single
 ``os.replace`` publishes it atomically and a crash can never pair an index
 with another snapshot's id map. Nothing is pickled: the file is read with
-``allow_pickle=False``.
+``allow_pickle=False``. A snapshot is loaded only when everything in it
+agrees with what the caller expects (dimension, metric, kind, id maps);
+anything else raises ``SnapshotError`` and the caller rebuilds.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 from numpy.typing import NDArray
 
@@ -77,3 +80,52 @@ def read_snapshot(path: Path) -> SnapshotContents:
     if contents.slot_face_ids.ndim != 1 or contents.slot_face_ids.shape != contents.slot_subject_ids.shape:
         raise SnapshotError("id maps disagree")
     return contents
+
+
+@dataclass(frozen=True)
+class LoadedIndex:
+    """A checked snapshot: the FAISS index (on the CPU), its id maps, and how it was built."""
+
+    kind: str
+    applied_seq: int
+    options: dict[str, int]  # the index's build and search options (hnsw_m, ef_construction, ef_search)
+    cpu_index: Any
+    slot_face_ids: IntArray  # (S,)
+    slot_subject_ids: IntArray  # (S,)
+
+
+OPTION_NAMES = ("hnsw_m", "ef_construction", "ef_search")
+
+
+def load_index_snapshot(
+    path: Path, dim: int, metric: str, faiss_metric: int, kinds: dict[str, type]
+) -> LoadedIndex:
+    """Read and check a snapshot; ``kinds`` maps each acceptable kind to the FAISS class it holds."""
+    contents = read_snapshot(path)
+    meta = contents.meta
+    try:
+        if meta.get("dim") != dim or meta.get("metric") != metric:
+            raise SnapshotError("built for another embedding model")
+        kind = meta.get("kind")
+        if kind not in kinds:
+            raise SnapshotError(f"index kind {kind!r} is not the configured one")
+        options = {name: int(meta[name]) for name in OPTION_NAMES}
+        applied_seq = int(meta["applied_seq"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise SnapshotError(f"malformed metadata: {error}") from error
+    try:
+        cpu_index = faiss.deserialize_index(contents.index_bytes)
+    except RuntimeError as error:
+        raise SnapshotError("FAISS index unreadable") from error
+    if not isinstance(cpu_index, kinds[kind]) or cpu_index.d != dim:
+        raise SnapshotError("FAISS index type or dimension differs")
+    if cpu_index.metric_type != faiss_metric:
+        raise SnapshotError("FAISS index metric differs")
+    if cpu_index.ntotal != len(contents.slot_face_ids):
+        raise SnapshotError("FAISS index and id map differ in size")
+    live = contents.slot_face_ids[contents.slot_face_ids >= 0]
+    if np.unique(live).size != live.size:
+        raise SnapshotError("duplicate face ids")
+    return LoadedIndex(
+        kind, applied_seq, options, cpu_index, contents.slot_face_ids, contents.slot_subject_ids
+    )
