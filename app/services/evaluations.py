@@ -197,7 +197,7 @@ def all_evaluations(session: Session) -> EvaluationList:
 
 
 def evaluation_summary(evaluation: Evaluation) -> EvaluationSummary:
-    return EvaluationSummary(**{name: getattr(evaluation, name) for name in EvaluationSummary.model_fields})
+    return EvaluationSummary.model_validate(evaluation, from_attributes=True)
 
 
 def remove_evaluation(session: Session, evaluation_id: str, actor: str) -> None:

@@ -66,15 +66,7 @@ def job_or_404(session: Session, job_id: str) -> JobPublic:
 
 
 def job_public(job: Job) -> JobPublic:
-    return JobPublic(
-        id=job.id,
-        kind=job.kind,
-        state=job.state,  # the table's check constraint keeps it one of JobState
-        progress=job.progress,
-        total=job.total,
-        result_id=job.result_id,
-        error=job.error,
-    )
+    return JobPublic.model_validate(job, from_attributes=True)
 
 
 def start_after_commit(

@@ -148,11 +148,4 @@ def revoke_key(session: Session, prefix: str, actor: str) -> ApiKeyPublic:
 
 
 def key_public(key: ApiKey) -> ApiKeyPublic:
-    return ApiKeyPublic(
-        prefix=key.prefix,
-        role=key.role,
-        name=key.name,
-        created_at=key.created_at,
-        last_used_at=key.last_used_at,
-        revoked_at=key.revoked_at,
-    )
+    return ApiKeyPublic.model_validate(key, from_attributes=True)

@@ -87,14 +87,7 @@ def thresholds_view(services: Services, session: Session) -> ThresholdsPublic:
         identify_threshold=in_force.identify,
         source=ThresholdSources(**threshold_sources(session)),
         history=[
-            ThresholdChangePublic(
-                key=change.key,
-                value=change.value,
-                previous=change.previous,
-                actor=change.actor,
-                at=change.at,
-                source=change.source,
-            )
+            ThresholdChangePublic.model_validate(change, from_attributes=True)
             for change in threshold_history(session)
         ],
     )
