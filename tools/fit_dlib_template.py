@@ -29,6 +29,9 @@ Each photo is measured twice, as it is and mirrored: the detector's
 landmarks and dlib's are not mirror-symmetric, and fitting on both readings
 gives a correction that frames a face and its mirror image alike.
 
+The measuring itself lives in ``app.model_packs.dlib_chips``, which the
+pipeline's tests use to check the fitted framing on faces this fit never saw.
+
 Run (needs the test extra, for dlib; about 15 minutes on two cores):
     .venv/bin/python tools/fit_dlib_template.py --out fit.json \
         --manifest app/model_packs/dlib-resnet-v1.json
@@ -41,127 +44,29 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-import dlib
 import numpy as np
 from tqdm import tqdm
 
 from app.core.settings import Settings
 from app.eval.protocols import read_lfw_pairs
-from app.model_packs.dlib_resnet import locate_dlib_model_file
+from app.model_packs.dlib_chips import (
+    CHIP_SIZE,
+    Measured,
+    chip_difference,
+    chip_error,
+    dlib_chip,
+    dlib_readers,
+    fit_framing,
+    measure_face,
+    points_in_chips,
+)
 from app.pipeline.decode import read_image_file
 from app.pipeline.detect import RetinaFaceDetector
-from app.pipeline.face_pipeline import central_face
-from app.pipeline.geometry import alignment_matrix, framing_features, transform_points
-
-CHIP_SIZE = 150
-CHIP_PADDING = 0.25
-# Ridge penalty on the correction's weights (chip pixels² per unit weight):
-# held-out error is flat from 0 to 100 on 2,000 faces; 10 only guards against
-# a nearly collinear sample.
-RIDGE = 10.0
-# Where two chips are compared: the corners and the centre.
-CHECK_POINTS = np.array([[0, 0], [149, 0], [0, 149], [149, 149], [75, 75]], dtype=np.float64)
-
-
-def chip_mapping(details: dlib.chip_details) -> np.ndarray:
-    """2×3 affine matrix from image to chip pixels, as dlib defines it."""
-    rect = details.rect
-    cx, cy = (rect.left() + rect.right()) / 2.0, (rect.top() + rect.bottom()) / 2.0
-    cos_a, sin_a = math.cos(details.angle), math.sin(details.angle)
-
-    def rotate(x: float, y: float) -> tuple[float, float]:
-        dx, dy = x - cx, y - cy
-        return cos_a * dx - sin_a * dy + cx, sin_a * dx + cos_a * dy + cy
-
-    src = np.array(
-        [
-            rotate(rect.left(), rect.top()),
-            rotate(rect.right(), rect.top()),
-            rotate(rect.right(), rect.bottom()),
-        ],
-        dtype=np.float32,
-    )
-    dst = np.array([[0, 0], [details.cols - 1, 0], [details.cols - 1, details.rows - 1]], dtype=np.float32)
-    return cv2.getAffineTransform(src, dst).astype(np.float64)
-
-
-def residual_similarity(dlib_mapping: np.ndarray, ours: np.ndarray) -> np.ndarray:
-    """(a, b, tx, ty) of the similarity taking our chip onto dlib's: dlib's mapping after ours undone."""
-    residual = np.vstack([dlib_mapping, [0, 0, 1]]) @ np.linalg.inv(np.vstack([ours, [0, 0, 1]]))
-    return np.array([residual[0, 0] - 1.0, residual[1, 0], residual[0, 2], residual[1, 2]])
-
-
-def fit_correction(features: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Ridge regression (the constant column unpenalised): (F, 15) × (F, 4) → (15, 4)."""
-    penalty = RIDGE * np.eye(features.shape[1])
-    penalty[-1, -1] = 0.0
-    return np.linalg.solve(features.T @ features + penalty, features.T @ targets)
-
-
-def chip_error(matrix: np.ndarray, dlib_mapping: np.ndarray) -> float:
-    """Mean distance, in chip pixels, between where dlib's chip and ours put the chip's corners and centre."""
-    to_image = cv2.invertAffineTransform(matrix)
-    in_image = CHECK_POINTS @ to_image[:, :2].T + to_image[:, 2]
-    theirs = in_image @ dlib_mapping[:, :2].T + dlib_mapping[:, 2]
-    return float(np.linalg.norm(theirs - CHECK_POINTS, axis=1).mean())
-
-
-@dataclass(frozen=True)
-class Measured:
-    """One face read both ways: our detector's landmarks and box, and dlib's image→chip mapping."""
-
-    person: str
-    landmarks: np.ndarray  # (5, 2)
-    box: np.ndarray  # (4,)
-    mapping: np.ndarray  # (2, 3)
-
-
-def dlib_readers() -> tuple[dlib.fhog_object_detector, dlib.shape_predictor]:
-    """dlib's HOG face detector and the 5-point predictor its chips are cut from."""
-    models = locate_dlib_model_file().parent
-    predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-    return dlib.get_frontal_face_detector(), predictor
-
-
-def measure_face(
-    image: np.ndarray,
-    person: str,
-    detector: RetinaFaceDetector,
-    hog: dlib.fhog_object_detector,
-    predictor: dlib.shape_predictor,
-) -> tuple[Measured, dlib.full_object_detection] | None:
-    """The photo's face read both ways (and dlib's 5 points); None unless each finds one face."""
-    rects = hog(image, 1)
-    ours = central_face(detector.detect(image), image.shape)
-    if len(rects) != 1 or ours is None:
-        return None
-    shape = predictor(image, rects[0])
-    details = dlib.get_face_chip_details(shape, size=CHIP_SIZE, padding=CHIP_PADDING)
-    return Measured(person, ours.landmarks.astype(np.float64), ours.box, chip_mapping(details)), shape
-
-
-def points_in_chips(faces: list[Measured]) -> np.ndarray:
-    """(F, 5, 2): our landmarks of each face, mapped into dlib's chip of it."""
-    return np.stack([transform_points(f.mapping, f.landmarks) for f in faces])
-
-
-def fit_framing(faces: list[Measured]) -> tuple[np.ndarray, np.ndarray]:
-    """The template (mean of our points in dlib's chips) and the correction fitted against it."""
-    template = points_in_chips(faces).mean(axis=0).astype(np.float32)
-    plain = [alignment_matrix(f.landmarks, template) for f in faces]
-    features = np.stack(
-        [framing_features(f.landmarks, f.box, template, m) for f, m in zip(faces, plain, strict=True)]
-    )
-    targets = np.stack(
-        [residual_similarity(f.mapping, m) for f, m in zip(faces, plain, strict=True)]
-    )  # (F, 4)
-    return template, fit_correction(features, targets)
+from app.pipeline.geometry import alignment_matrix
 
 
 def excluded_people(lfw: Path, pairs_file: Path | None) -> set[str]:
@@ -205,13 +110,11 @@ def main() -> None:
                 continue
             face, shape = measured
             if image is photo:
-                chip = np.asarray(dlib.get_face_chip(image, shape, size=CHIP_SIZE, padding=CHIP_PADDING))
-                ours_chip = cv2.warpAffine(
-                    image, face.mapping, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR
+                rebuilt = np.asarray(
+                    cv2.warpAffine(image, face.mapping, (CHIP_SIZE, CHIP_SIZE), flags=cv2.INTER_LINEAR),
+                    np.uint8,
                 )
-                warp_errors.append(
-                    float(np.abs(chip[8:-8, 8:-8].astype(float) - ours_chip[8:-8, 8:-8]).mean())
-                )
+                warp_errors.append(chip_difference(dlib_chip(image, shape), rebuilt))
             faces.append(face)
 
     # Held-out halves split by person, so no one is both fitted on and scored.

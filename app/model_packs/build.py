@@ -6,7 +6,9 @@
   ``dlib-resnet-v1.json`` beside this file, which holds what was measured
   once and cannot be recomputed on a user's machine: the chip template and
   its framing correction (``tools/fit_dlib_template.py``) and the thresholds
-  calibrated on LFW (``facerec eval calibrate``).
+  calibrated on LFW (``facerec eval calibrate``). How to feed the network
+  is not measured but read off it, so its input block comes from the
+  converter (``DLIB_INPUT``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from app.core.errors import ModelPackError
 from app.core.logging import log_event
-from app.model_packs.dlib_resnet import convert_dlib_resnet, locate_dlib_model_file
+from app.model_packs.dlib_resnet import DLIB_INPUT, convert_dlib_resnet, locate_dlib_model_file
 from app.model_packs.retinaface import build_retinaface_pack
 from app.pipeline.manifest import ModelManifest, file_sha256, load_manifest, write_manifest
 
@@ -31,9 +34,16 @@ DETECTOR_NAME = "retinaface-mnet025"
 EMBEDDER_NAME = "dlib-resnet-v1"
 
 
+def _dlib_manifest_fields() -> dict[str, Any]:
+    """What every built dlib manifest holds besides its sha256 and package version: the seed and the input."""
+    seed: dict[str, Any] = json.loads(DLIB_SEED.read_text())
+    seed["input"] = DLIB_INPUT.model_dump(mode="json")
+    return seed
+
+
 def build_dlib_pack(dest_dir: Path) -> ModelManifest:
     dest_dir.mkdir(parents=True, exist_ok=True)
-    seed = json.loads(DLIB_SEED.read_text())
+    seed = _dlib_manifest_fields()
     convert_dlib_resnet(locate_dlib_model_file(), dest_dir / "model.onnx")
     version = importlib.metadata.version("face_recognition_models")
     seed["source_package"] = f"face_recognition_models=={version}"
@@ -44,17 +54,17 @@ def build_dlib_pack(dest_dir: Path) -> ModelManifest:
 
 
 def _up_to_date(name: str, model_dir: Path) -> bool:
-    """A built model is kept when its file matches its manifest (and, for dlib, the seed)."""
+    """A built model is kept when its file matches its manifest (and, for dlib, the seed and the input)."""
     try:
         load_manifest(model_dir, verify=True)
     except (ModelPackError, ValueError):  # missing, altered, or an unreadable manifest
         return False
     if name != EMBEDDER_NAME:
         return True
-    seed = json.loads(DLIB_SEED.read_text())
+    expected = _dlib_manifest_fields()
     built = json.loads((model_dir / "manifest.json").read_text())
     return all(
-        built.get(key) == value for key, value in seed.items() if key not in {"sha256", "source_package"}
+        built.get(key) == value for key, value in expected.items() if key not in {"sha256", "source_package"}
     )
 
 
