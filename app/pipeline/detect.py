@@ -35,7 +35,6 @@ from typing import Final
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from app.core.arrays import FloatArray, ImageArray
 from app.core.settings import Settings
@@ -124,17 +123,6 @@ def box_iou(box: FloatArray, boxes: FloatArray) -> FloatArray:
     area = max(float(box[2] - box[0]), 0.0) * max(float(box[3] - box[1]), 0.0)
     areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)  # (N,)
     return np.asarray(inter / np.maximum(area + areas - inter, 1e-9), dtype=np.float32)
-
-
-def nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> NDArray[np.intp]:
-    """Greedy non-maximum suppression; returns kept indices, best score first."""
-    order = np.argsort(-scores, kind="stable")
-    keep: list[int] = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(int(best))
-        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_threshold]
-    return np.asarray(keep, dtype=np.intp)
 
 
 class RetinaFaceDetector:
@@ -232,7 +220,12 @@ class RetinaFaceDetector:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
         anchors = anchors_for(*working.shape[:2])[picked]  # (K, 4)
         boxes, landmarks = _decode(loc[0, picked], marks[0, picked], anchors)
-        kept = nms(boxes, scores[picked], self.nms_threshold)
+        # OpenCV's greedy NMS (best score first) on float boxes; the scores
+        # were thresholded above, so its own score threshold is left at 0.
+        xywh = np.hstack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])  # (K, 4) x, y, width, height
+        kept = np.asarray(
+            cv2.dnn.NMSBoxes(xywh.tolist(), scores[picked].tolist(), 0.0, self.nms_threshold), dtype=np.intp
+        )  # (M,) indices into the K boxes
         return boxes[kept], scores[picked][kept], landmarks[kept]
 
     def _average_with_mirror(

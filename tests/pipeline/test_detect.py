@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from app.core.arrays import ImageArray
 from app.model_packs.retinaface import build_retinaface_pack
 from app.pipeline.decode import read_image_file
-from app.pipeline.detect import MIRRORED_LANDMARKS, RetinaFaceDetector, anchors_for, nms
+from app.pipeline.detect import MIRRORED_LANDMARKS, RetinaFaceDetector, anchors_for, box_iou
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 GROUP = SHARED_DATA / "group"
@@ -177,16 +176,22 @@ def test_anchors_match_the_graph_without_padding(
     assert anchors_for(height, width).shape == (loc.shape[1], 4)
 
 
-def test_nms_agrees_with_opencv() -> None:
-    rng = np.random.default_rng(7)
-    corners = rng.uniform(0, 200, size=(300, 2)).astype(np.float32)  # (N, 2)
-    sizes = rng.uniform(10, 60, size=(300, 2)).astype(np.float32)  # (N, 2)
-    boxes = np.hstack([corners, corners + sizes])  # (N, 4)
-    scores = rng.uniform(0, 1, size=300).astype(np.float32)  # (N,)
-    ours = nms(boxes, scores, 0.4)
-    xywh = np.hstack([corners, sizes]).tolist()
-    reference = cv2.dnn.NMSBoxes(xywh, scores.tolist(), 0.0, 0.4)
-    assert sorted(ours.tolist()) == sorted(np.asarray(reference).ravel().tolist())
+@pytest.mark.parametrize("name", ["two_people.jpg", "nba_faces.jpg", "selfie-many-people.jpg"])
+def test_suppression_reports_each_face_once_and_keeps_every_face(
+    detector_model: Path, detector: RetinaFaceDetector, name: str
+) -> None:
+    """Several anchors read each face; suppression keeps one box per face and drops no face."""
+    image = load(GROUP / name)
+    faces = detector.detect(image)
+    unsuppressed = RetinaFaceDetector(detector_model, threads=1, nms_threshold=1.0)  # IoU never exceeds 1
+    readings = unsuppressed.detect(image)
+    boxes = np.stack([face.box for face in faces])  # (F, 4)
+    overlaps = np.stack([box_iou(reading.box, boxes) for reading in readings])  # (R, F)
+    assert len(faces) == GROUP_COUNTS[name]
+    assert np.all((overlaps > 0.5).sum(axis=0) >= 3), "each face was read several times before suppression"
+    assert np.all(overlaps.max(axis=1) > 0.5), "every reading is of a face that is still reported"
+    for i, face in enumerate(faces):
+        assert np.delete(box_iou(face.box, boxes), i).max(initial=0.0) <= detector.nms_threshold
 
 
 def _mirror_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
