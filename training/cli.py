@@ -14,7 +14,7 @@ import numpy as np
 from app.core.arrays import ImageArray
 from app.core.logging import configure_logging
 from app.core.settings import Settings
-from app.pipeline.decode import read_image_file
+from app.pipeline.decode import IMAGE_SUFFIXES, read_image_file
 from app.pipeline.geometry import DEFAULT_CROP_SIZE
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def parity_crops(args: argparse.Namespace, settings: Settings, size: int) -> ImageArray:
     """Real crops at the model's size: prepared ones, or photos cut now with the service's detector."""
     from training.data.dataset import load_crops
-    from training.data.prepare import IMAGE_SUFFIXES, FaceCropper
+    from training.data.prepare import FaceCropper
 
     if args.parity_crops:
         crops = load_crops(sorted(args.parity_crops.rglob("*.png"))[: args.parity_count])

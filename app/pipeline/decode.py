@@ -42,6 +42,10 @@ DEFAULT_MAX_PIXELS: Final = 40_000_000
 # (EPS runs Ghostscript, for one) away from user input. PPM covers the
 # PGM/PPM photos of classic face data sets.
 ACCEPTED_FORMATS: Final = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
+# The file names those formats go by, for the places that pick images out of
+# a folder or an archive by name (evaluation uploads, training data); the
+# bytes are still read by content.
+IMAGE_SUFFIXES: Final = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".pgm", ".ppm")
 
 # EXIF orientation → the transpose that shows the image upright (the table
 # ImageOps.exif_transpose uses).

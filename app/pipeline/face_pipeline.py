@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -92,10 +91,6 @@ class FacePipeline:
                 batch_size=settings.embed_batch_size,
             )
         return cls(detector, embedder, mirror=settings.mirror_faces, blend_framings=settings.blend_framings)
-
-    @classmethod
-    def from_models_dir(cls, models_dir: Path, **overrides: object) -> FacePipeline:
-        return cls.from_settings(Settings(models_dir=models_dir, **overrides))  # type: ignore[arg-type]
 
     @property
     def model(self) -> ModelManifest:

@@ -16,8 +16,8 @@ from typing import IO
 
 from app.core.errors import EmptyEvaluation, InvalidArchive
 from app.eval.protocols import PairList, read_lfw_pairs
+from app.pipeline.decode import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 MAX_MEMBERS = 50_000
 MAX_UNCOMPRESSED_BYTES = 4 * 1024**3  # a zip bomb stops here, before anything is written
 
@@ -52,7 +52,7 @@ def unpack_evaluation(upload: IO[bytes], folder: Path) -> EvaluationSet:
     }
     if not images:
         raise EmptyEvaluation(
-            "the archive holds no images in identity folders (.jpg, .jpeg, .png, .bmp, .webp)",
+            f"the archive holds no images in identity folders ({', '.join(IMAGE_SUFFIXES)})",
             {"members": len(members)},
         )
     pairs_files = sorted(path for path in folder.rglob("*") if path.name.lower() == "pairs.txt")

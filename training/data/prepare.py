@@ -32,14 +32,13 @@ from app.core.logging import log_event
 from app.core.settings import Settings
 from app.eval.embedding import RETRY_SCORE_THRESHOLD
 from app.eval.protocols import read_lfw_pairs
-from app.pipeline.decode import read_image_file
+from app.pipeline.decode import IMAGE_SUFFIXES, read_image_file
 from app.pipeline.detect import RetinaFaceDetector
 from app.pipeline.face_pipeline import central_face
 from app.pipeline.geometry import DEFAULT_CROP_SIZE, align_to_template, template_for_size
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 CROP_SUFFIX = ".png"
 FAILURES_NAME = "failures.csv"
 SUMMARY_NAME = "prepare.json"
