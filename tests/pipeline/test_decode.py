@@ -105,16 +105,35 @@ def test_png_behind_a_jpg_name_decodes_by_content() -> None:
     assert_rgb(image, 667, 539)
 
 
-@pytest.mark.parametrize("name", ["grayscale_face_camera.png", "rgba_32bit_face.png", "masked_face_rgba.png"])
-def test_grey_and_rgba_files_become_three_channels(name: str) -> None:
-    image = read_image_file(awkward(name))
-    assert image.ndim == 3 and image.shape[2] == 3
+def test_a_grey_photo_becomes_rgb_at_its_own_grey_levels() -> None:
+    path = awkward("grayscale_face_camera.png")
+    with Image.open(path) as stored:
+        assert stored.mode == "L"
+        grey = np.asarray(stored)  # (H, W)
+    image = read_image_file(path)
+    assert_rgb(image, *grey.shape)
+    for channel in range(3):
+        np.testing.assert_array_equal(image[..., channel], grey)
 
 
-def test_grey_photo_has_equal_channels() -> None:
-    image = read_image_file(awkward("grayscale_face_camera.png"))
-    assert np.array_equal(image[..., 0], image[..., 1])
-    assert np.array_equal(image[..., 1], image[..., 2])
+@pytest.mark.parametrize("name", ["rgba_32bit_face.png", "masked_face_rgba.png"])
+def test_a_cut_out_rgba_photo_is_composited_over_white(name: str) -> None:
+    """The real RGBA photos are opaque; cut one out as a user would and it must show on white."""
+    with Image.open(awkward(name)) as stored:
+        rgba = np.array(stored.convert("RGBA"))  # (H, W, 4)
+    height, width = rgba.shape[:2]
+    rgba[:, : width // 3, 3] = 0  # cut away: white
+    rgba[:, width // 3 : 2 * width // 3, 3] = 128  # half see-through: halfway to white
+    image = decode_image(encode(Image.fromarray(rgba), "PNG"))
+    assert_rgb(image, height, width)
+
+    alpha = rgba[..., 3:].astype(np.float64) / 255.0  # (H, W, 1)
+    expected = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)  # (H, W, 3)
+    assert np.abs(image.astype(np.float64) - expected).max() <= 1.0
+    assert np.all(image[:, : width // 3] == 255)
+    np.testing.assert_array_equal(
+        image[:, 2 * width // 3 :], rgba[:, 2 * width // 3 :, :3]
+    )  # opaque: as stored
 
 
 def test_rotated_files_keep_their_stored_pixels() -> None:

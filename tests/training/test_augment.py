@@ -69,10 +69,25 @@ def test_flip_mirrors_and_inversion_negates() -> None:
     assert np.array_equal(Augmenter(only("invert_p"))(image, rng), 255 - image)
 
 
-def test_grey_images_keep_their_shape() -> None:
-    grey = face_like_image()[:, :, 0]
-    out = Augmenter(AugmentConfig(**{name: 1.0 for name in ALL_OFF}))(grey, np.random.default_rng(1))
+def test_grey_images_stay_grey_and_are_augmented_like_colour_ones() -> None:
+    """A grey photo comes as (H, W) or, from the decoder, as RGB with R = G = B; both must stay grey.
+
+    Noise is left out of the RGB case: it is drawn per channel, so it alone
+    would tint a grey crop.
+    """
+    grey = face_like_image()[:, :, 0]  # (H, W)
+    everything = {name: 1.0 for name in ALL_OFF}
+    out = Augmenter(AugmentConfig(**everything))(grey, np.random.default_rng(1))
     assert out.shape == grey.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - grey.astype(int)).mean() > 5.0  # augmented, not passed through
+
+    augment = Augmenter(AugmentConfig(**(everything | {"noise_p": 0.0})))
+    as_rgb = np.repeat(grey[:, :, None], 3, axis=2)  # (H, W, 3)
+    for seed in range(4):
+        single = augment(grey, np.random.default_rng(seed))  # (H, W)
+        rgb = augment(as_rgb, np.random.default_rng(seed))  # (H, W, 3)
+        for channel in range(3):
+            np.testing.assert_array_equal(rgb[:, :, channel], single)
 
 
 @pytest.mark.parametrize(
