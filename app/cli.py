@@ -130,21 +130,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
     import os
 
+    settings = _settings(args).model_copy(update={"worker_processes": args.workers})
+    if args.workers > 1:
+        # Set before anything imports prometheus_client (it reads PROMETHEUS_MULTIPROC_DIR at
+        # import), and before uvicorn spawns the workers, which inherit this environment.
+        os.environ.update(worker_environment(args, settings))
+
     import uvicorn
 
     from app.services.container import prepare_database
 
-    if args.models_dir:
-        # Workers started by import string read their settings from the environment.
-        os.environ["FACEREC_MODELS_DIR"] = str(args.models_dir)
-    settings = _settings(args)
     logging.getLogger().setLevel(settings.log_level.upper())
-    if args.workers > 1 and settings.inference_workers == 0 and settings.inference_threads == 0:
-        # Share the cores between the worker processes (one single-threaded inference
-        # slot per core) instead of giving each process all of them.
-        cores = os.cpu_count() or 1
-        os.environ["FACEREC_INFERENCE_WORKERS"] = str(max(1, cores // args.workers))
-        os.environ["FACEREC_INFERENCE_THREADS"] = "1"
     admin_key = prepare_database(settings)
     if admin_key is not None:
         print(f"first admin API key (shown once, store it now): {admin_key}", file=sys.stderr)
@@ -163,6 +159,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
     return 0
+
+
+def worker_environment(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
+    """What the workers of ``serve --workers N`` need from this process, as environment variables.
+
+    uvicorn spawns them from an import string: each builds its settings from
+    the environment alone, so this is the one place that hands them over.
+
+    - ``FACEREC_WORKER_PROCESSES``: N, from which each worker takes its share of
+      the cores (``inference_settings``);
+    - ``FACEREC_MODELS_DIR``: ``--models-dir``, when given;
+    - ``PROMETHEUS_MULTIPROC_DIR``: ``<data_dir>/prometheus-multiproc``, emptied
+      now (a previous run's files would be summed into this run's counts), where
+      every worker writes its metrics so that any worker's /metrics reports them all.
+    """
+    import shutil
+
+    metrics_dir = settings.data_dir / "prometheus-multiproc"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    environment = {
+        "FACEREC_WORKER_PROCESSES": str(args.workers),
+        # prometheus_client's own variable (app.core.prometheus.MULTIPROC_DIR_ENV), spelled out
+        # here so that nothing imports prometheus_client before it is set.
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    if args.models_dir:
+        environment["FACEREC_MODELS_DIR"] = str(settings.models_dir)
+    return environment
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -271,12 +296,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _add_service_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``serve`` and ``keys``: running the HTTP service and managing its API keys."""
     serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models)")
+    serve.add_argument(
+        "--workers", type=_at_least_one, default=1, help="worker processes (each loads the models)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(

@@ -75,8 +75,14 @@ class Settings(BaseSettings):
     # Keep each template's aligned crop (PNG) so templates can be rebuilt for
     # a new model; false for privacy.
     store_crops: bool = True
-    # Concurrent inferences per process; 0 = one per CPU core.
+    # Concurrent inferences per process; 0 = the process's share of the CPU
+    # cores (see worker_processes).
     inference_workers: int = Field(default=0, ge=0)
+    # Processes serving the app on this machine: `facerec serve --workers N`
+    # sets FACEREC_WORKER_PROCESSES for the workers it spawns. Each takes
+    # 1/N of the cores for its inference slots and ONNX threads
+    # (app.pipeline.runner.inference_settings).
+    worker_processes: int = Field(default=1, ge=1)
     index_kind: Literal["flat", "hnsw"] = "flat"
     # None: GPU FAISS when the installed faiss sees a GPU (flat index only).
     index_use_gpu: bool | None = None

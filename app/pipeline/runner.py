@@ -1,9 +1,10 @@
 """Running the face pipeline off the event loop, a bounded number at a time.
 
 Requests run in Starlette's worker threads; at most ``workers`` of them run
-inference at once (one per core by default), the rest wait here. ONNX
-Runtime's own thread count is set so that ``workers x threads`` matches the
-cores (see ``inference_settings``): the machine is kept busy without
+inference at once (one per core by default, shared out between worker
+processes), the rest wait here. ONNX Runtime's own thread count is set so
+that ``workers x threads`` over all processes matches the cores (see
+``inference_settings``): the machine is kept busy without
 oversubscription, and the event loop stays free to answer /health.
 """
 
@@ -24,13 +25,21 @@ from app.pipeline.face_pipeline import Face, FacePipeline
 
 
 def inference_settings(settings: Settings) -> tuple[Settings, int]:
-    """The settings to build the pipeline with, and how many inferences may run at once."""
+    """The settings to build the pipeline with, and how many inferences may run at once.
+
+    The one place that shares the cores: ``settings.worker_processes``
+    processes on C cores get ``max(1, C // processes)`` inference slots each
+    (C with one process), and ONNX threads per slot so that slots x threads x
+    processes is about C. ``FACEREC_INFERENCE_WORKERS`` and
+    ``FACEREC_INFERENCE_THREADS``, when set, win.
+    """
     cores = os.cpu_count() or 1
-    workers = settings.inference_workers or cores
+    processes = settings.worker_processes
+    slots = settings.inference_workers or max(1, cores // processes)
     if settings.inference_threads:
-        return settings, workers
-    threads = max(1, cores // workers)
-    return settings.model_copy(update={"inference_threads": threads}), workers
+        return settings, slots
+    threads = max(1, cores // (slots * processes))
+    return settings.model_copy(update={"inference_threads": threads}), slots
 
 
 @dataclass(frozen=True)

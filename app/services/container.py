@@ -27,6 +27,7 @@ from app.db.session import (
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.manifest import ModelManifest, load_manifest
 from app.pipeline.runner import InferenceRunner, inference_settings
+from app.services.health import GaugeRefresher
 from app.services.index_follower import IndexFollower
 from app.services.keys import ensure_first_admin_key
 from app.services.thresholds import OperatingThresholds, default_thresholds, seed_thresholds
@@ -46,6 +47,8 @@ class Services:
     default_thresholds: OperatingThresholds
     metrics: Metrics = field(default_factory=Metrics)
     started_at: float = field(default_factory=time.monotonic)
+    # Only with several worker processes (see GaugeRefresher).
+    gauge_refresher: GaugeRefresher | None = None
 
     @property
     def model(self) -> ModelManifest:
@@ -102,6 +105,7 @@ def announce_admin_key(plaintext: str) -> None:
 
 def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> Services:
     """Migrate the database, load the models and the index, and start following the change log."""
+    metrics = Metrics()  # first: it refuses a multiprocess set-up it cannot report on
     url, engine, session_factory = open_database(settings)
     pipeline_settings, workers = inference_settings(settings)
     if pipeline is None:
@@ -128,10 +132,11 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
         backend=engine.dialect.name,
         model=manifest.name,
         inference_workers=workers,
+        worker_processes=settings.worker_processes,
         onnx_threads=pipeline_settings.inference_threads,
         auth=settings.auth_enabled,
     )
-    return Services(
+    services = Services(
         settings=settings,
         database_url=url,
         engine=engine,
@@ -140,10 +145,18 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
         inference=InferenceRunner(pipeline, settings, workers),
         index=follower,
         default_thresholds=defaults,
+        metrics=metrics,
     )
+    if metrics.multiprocess:
+        services.gauge_refresher = GaugeRefresher(services)
+        services.gauge_refresher.start()
+    return services
 
 
 def stop_services(services: Services) -> None:
+    if services.gauge_refresher is not None:
+        services.gauge_refresher.stop()
+    services.metrics.close()
     services.index.stop()
     services.engine.dispose()
     log_event(logger, "service.stopped")

@@ -7,7 +7,10 @@ import threading
 import time
 
 from fastapi.testclient import TestClient
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
+from app.core.prometheus import LATENCY_BUCKETS
 from tests.api.conftest import ENROLL_PHOTO, PROBE_PHOTO, enroll, identify, photo, services_of
 
 
@@ -20,33 +23,77 @@ def test_health_and_ready(client: TestClient) -> None:
     assert body["database_seq"] == body["index_applied_seq"]
 
 
+def scrape(client: TestClient) -> dict[str, Metric]:
+    """/metrics parsed by prometheus_client's own parser, by family name."""
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def sample_value(family: Metric, sample_name: str, **labels: str) -> float | None:
+    """The value of the one sample with exactly these labels, None when there is none."""
+    found = [s.value for s in family.samples if s.name == sample_name and s.labels == labels]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
 def test_metrics_report_requests_faces_gallery_and_sync(client: TestClient) -> None:
     enroll(client, "metrics-subject", photo(ENROLL_PHOTO["obama"]))
     identify(client, photo(PROBE_PHOTO["obama"]))
     client.get("/subjects/metrics-subject")
     client.get("/subjects/nobody")
 
-    response = client.get("/metrics")
-    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-    text = response.text
-    lines = text.splitlines()
-    assert 'facerec_http_requests_total{method="POST",route="/enroll",status="201"} 1' in lines
-    assert 'facerec_http_requests_total{method="GET",route="/subjects/{subject_id}",status="404"} 1' in lines
-    assert any(
-        line.startswith(
-            'facerec_http_request_duration_seconds_bucket{method="POST",route="/identify",le="+Inf"} '
-        )
-        for line in lines
+    families = scrape(client)
+    requests = families["facerec_http_requests"]
+    assert requests.type == "counter"
+    total = "facerec_http_requests_total"
+    assert sample_value(requests, total, method="POST", route="/enroll", status="201") == 1.0
+    assert sample_value(requests, total, method="GET", route="/subjects/{subject_id}", status="404") == 1.0
+    assert sample_value(requests, total, method="GET", route="/subjects/{subject_id}", status="200") == 1.0
+
+    latency = families["facerec_http_request_duration_seconds"]
+    assert latency.type == "histogram"
+    identify_buckets = {
+        s.labels["le"]: s.value
+        for s in latency.samples
+        if s.name.endswith("_bucket") and s.labels["route"] == "/identify"
+    }
+    assert [float(le) for le in identify_buckets] == [*LATENCY_BUCKETS, float("inf")]
+    assert identify_buckets["+Inf"] == 1.0
+    assert list(identify_buckets.values()) == sorted(identify_buckets.values())  # cumulative
+    count = sample_value(
+        latency, "facerec_http_request_duration_seconds_count", method="POST", route="/identify"
     )
-    assert 'facerec_faces_detected_total{endpoint="identify"} 1' in lines
-    templates = services_of(client).index.index.ntotal
-    assert f"facerec_gallery_templates {templates}" in lines and templates >= 1
-    assert "facerec_index_sync_lag_changes 0" in lines
-    assert "facerec_unhandled_errors_total 0" in lines
-    assert any(line.startswith("facerec_gallery_subjects ") for line in lines)
-    for line in lines:  # every sample parses: name{labels} value
-        if not line.startswith("#"):
-            float(line.rsplit(" ", 1)[1].replace("+Inf", "inf"))
+    assert count == 1.0
+    seconds = sample_value(
+        latency, "facerec_http_request_duration_seconds_sum", method="POST", route="/identify"
+    )
+    assert seconds is not None and seconds > 0
+
+    faces = families["facerec_faces_detected"]
+    assert sample_value(faces, "facerec_faces_detected_total", endpoint="identify") == 1.0
+    assert sample_value(faces, "facerec_faces_detected_total", endpoint="enroll") == 1.0
+    unhandled = families["facerec_unhandled_errors"]
+    assert sample_value(unhandled, "facerec_unhandled_errors_total") == 0.0
+
+    def gauge(name: str) -> float:
+        assert families[name].type == "gauge"
+        value = sample_value(families[name], name)  # one process: no pid label
+        assert value is not None, name
+        return value
+
+    services = services_of(client)
+    templates = services.index.index.ntotal
+    assert templates >= 1 and gauge("facerec_gallery_templates") == templates
+    assert gauge("facerec_index_sync_lag_changes") == 0.0
+    assert gauge("facerec_database_change_seq") == gauge("facerec_index_applied_seq") >= 1
+    assert gauge("facerec_gallery_subjects") >= 1
+    assert gauge("facerec_inference_workers") == services.inference.workers
+    assert gauge("facerec_uptime_seconds") > 0
+    assert gauge("facerec_index_sync_age_seconds") >= 0
+    # One process reports its own process, platform and GC figures too.
+    assert {"process_resident_memory_bytes", "python_info", "python_gc_collections"} <= set(families)
+    assert not any(s.name.endswith("_created") for f in families.values() for s in f.samples)
 
 
 def test_openapi_documents_every_route_and_its_errors(client: TestClient) -> None:
@@ -87,29 +134,40 @@ def health_latencies(client: TestClient, samples: int = 30) -> list[float]:
 
 
 def test_health_answers_fast_while_inference_is_saturated(client: TestClient) -> None:
-    """Inference runs off the event loop: saturating it adds well under 50 ms to /health.
+    """Inference runs off the event loop: with every slot busy, /health answers well within one inference.
 
-    Measured against an idle baseline taken the same way, so CPU load from
-    outside the test does not count against the service. A blocked event
-    loop would add a whole inference (100-300 ms here).
+    Both figures come from the same window, so load from outside the test
+    slows them alike. A blocked event loop would hold /health for the rest of
+    the running inference and usually the queued ones too: half an
+    /identify's time or more. Off the loop /health waits only for the GIL,
+    which this process's client threads, event loop and inference threads
+    share (about a tenth of an /identify on the 2-core development machine).
+    The figure itself, over a real socket, is the service benchmark's.
     """
     probe = photo(PROBE_PHOTO["obama"])
-    idle = statistics.median(health_latencies(client))
     stop = threading.Event()
     busy = services_of(client).inference.workers + 1  # every slot taken, one request queued
+    identified: list[tuple[float, float, int]] = []  # (started, seconds, status) of each /identify
 
     def load() -> None:
         while not stop.is_set():
-            identify(client, probe)
+            started = time.perf_counter()
+            status = identify(client, probe).status_code
+            identified.append((started, time.perf_counter() - started, status))
 
     threads = [threading.Thread(target=load) for _ in range(busy)]
     for thread in threads:
         thread.start()
     try:
         time.sleep(0.5)  # let the inference slots fill
-        saturated = statistics.median(health_latencies(client))
+        window_start = time.perf_counter()
+        health = statistics.median(health_latencies(client))
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-    assert saturated - idle < 0.05, (idle, saturated)
+    in_window = [seconds for started, seconds, _ in identified if started >= window_start]
+    assert {status for _, _, status in identified} == {200}
+    assert len(in_window) >= busy, "the load did not keep the inference slots busy"
+    identify_s = statistics.median(in_window)
+    assert health < identify_s / 4, (health, identify_s)

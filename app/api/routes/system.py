@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import PlainTextResponse
 
 from app.api.deps import ServicesDep
+from app.core.prometheus import EXPOSITION_CONTENT_TYPE
 from app.schemas.system import HealthStatus, ReadyStatus
-from app.services.health import metrics_text, readiness
+from app.services.health import metrics_exposition, readiness
 
 router = APIRouter(tags=["system"])
-
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/health", summary="The process is alive")
@@ -35,10 +33,12 @@ async def ready(services: ServicesDep, response: Response) -> ReadyStatus:
 
 @router.get(
     "/metrics",
-    summary="Prometheus metrics of this worker",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {PROMETHEUS_TEXT: {}}}},
+    summary="Prometheus metrics, summed over the worker processes",
+    description="With several workers, counters and histograms are summed over all of them and "
+    'the gauges about one worker carry a `pid` label; see README, "Metrics".',
+    response_class=Response,
+    responses={200: {"content": {EXPOSITION_CONTENT_TYPE: {}}}},
 )
-async def metrics(services: ServicesDep) -> PlainTextResponse:
-    text = await run_in_threadpool(metrics_text, services)
-    return PlainTextResponse(text, media_type=PROMETHEUS_TEXT)
+async def metrics(services: ServicesDep) -> Response:
+    text = await run_in_threadpool(metrics_exposition, services)
+    return Response(text, media_type=EXPOSITION_CONTENT_TYPE)

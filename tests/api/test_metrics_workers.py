@@ -1,0 +1,217 @@
+"""`facerec serve --workers 2` as real processes: any worker's /metrics reports the whole service.
+
+One server for the module, on SQLite in a fresh data folder. Every request
+opens a fresh connection, so the two workers take turns answering.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.core.settings import Settings
+from app.model_packs.build import build_default_pack
+from tests.api.conftest import ENROLL_PHOTO, photo
+
+FACEREC = Path(sys.executable).with_name("facerec")
+ADMIN_KEY = "test-admin-key-of-the-workers-test"
+WORKERS = 2
+# Two workers each loading the models on a shared 2-core machine; normally about ten seconds.
+START_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    data_dir: Path
+    log_path: Path
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        """SIGTERM, so each worker runs the end of its lifespan; SIGKILL to the group if it hangs."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Iterator[Server]:
+    """The real command, ready, with both workers reporting; always stopped at the end."""
+    build_default_pack(settings.models_dir)  # a no-op when `make models` already built it
+    folder = tmp_path_factory.mktemp("serve-workers")
+    # Nothing configured for this machine's service may leak in: the inference split is the default one.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACEREC_", "PROMETHEUS_"))}
+    env |= {
+        "FACEREC_DATA_DIR": str(folder / "data"),
+        "FACEREC_ADMIN_KEY": ADMIN_KEY,
+        "FACEREC_DATABASE_URL": "",  # empty: SQLite in the data folder
+    }
+    port = free_port()
+    command = [
+        str(FACEREC),
+        *("--models-dir", str(settings.models_dir), "serve"),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)),
+    ]
+    log_path = folder / "server.log"
+    with log_path.open("wb") as log:
+        # A session of its own, so a kill also reaches uvicorn's worker processes.
+        process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    running = Server(process, f"http://127.0.0.1:{port}", folder / "data", log_path)
+    try:
+        wait_until_serving(running)
+        yield running
+    finally:
+        running.stop()
+
+
+def wait_until_serving(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"facerec serve exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            if (
+                get(server, "/ready").status_code == 200
+                and len(worker_values(server, "uptime_seconds")) == WORKERS
+            ):
+                return
+        except httpx.HTTPError:
+            pass  # not listening yet
+        time.sleep(0.5)
+    pytest.fail(f"facerec serve was not serving with {WORKERS} workers in time:\n{server.log_tail()}")
+
+
+def get(server: Server, path: str) -> httpx.Response:
+    """One request on a connection of its own, so either worker may answer."""
+    return httpx.get(server.base_url + path, timeout=30.0)
+
+
+def scrape(server: Server) -> dict[str, Metric]:
+    response = get(server, "/metrics")
+    assert response.status_code == 200
+    return {family.name: family for family in text_string_to_metric_families(response.text)}
+
+
+def worker_values(server: Server, gauge: str, families: dict[str, Metric] | None = None) -> dict[int, float]:
+    """A per-worker gauge (``facerec_<gauge>``) by worker pid."""
+    family = (families or scrape(server))[f"facerec_{gauge}"]
+    return {int(sample.labels["pid"]): sample.value for sample in family.samples}
+
+
+def requests_counted(families: dict[str, Metric], route: str | None = None) -> float:
+    family = families["facerec_http_requests"]
+    return sum(
+        sample.value
+        for sample in family.samples
+        if sample.name == "facerec_http_requests_total" and route in (None, sample.labels["route"])
+    )
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state, past "(name)"
+
+
+def test_every_scrape_counts_the_requests_of_both_workers(server: Server) -> None:
+    for _ in range(40):
+        assert get(server, "/health").status_code == 200
+    # A worker counts a request just after sending its response: let the last one land.
+    deadline = time.monotonic() + 10.0
+    while requests_counted(scrape(server), "/health") < 40 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    totals = []
+    for _ in range(10):
+        families = scrape(server)
+        assert requests_counted(families, "/health") == 40  # every worker's, whichever answers
+        assert len(worker_values(server, "uptime_seconds", families)) == WORKERS  # both report
+        latency = families["facerec_http_request_duration_seconds"]
+        health_count = [
+            s.value
+            for s in latency.samples
+            if s.name == "facerec_http_request_duration_seconds_count" and s.labels["route"] == "/health"
+        ]
+        assert health_count == [40.0]  # one histogram summed over the workers, not one per worker
+        totals.append(requests_counted(families))
+    assert totals == sorted(totals) and totals[-1] > totals[0]  # the scrapes themselves count up
+
+
+def test_each_live_worker_reports_its_own_gauges(server: Server) -> None:
+    response = httpx.post(
+        server.base_url + "/enroll",
+        headers={"X-API-Key": ADMIN_KEY},
+        data={"subject_id": "workers-subject"},
+        files={"file": ("obama.jpg", photo(ENROLL_PHOTO["obama"]))},
+        timeout=120.0,
+    )
+    assert response.status_code == 201, response.text
+    # The worker that did not enrol follows the change log; its refresher writes what it holds.
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        families = scrape(server)
+        if list(worker_values(server, "gallery_templates", families).values()) == [1.0] * WORKERS:
+            break
+        time.sleep(0.2)
+
+    first = last = scrape(server)
+    for _ in range(10):
+        time.sleep(0.3)  # the scrapes span a few of the workers' once-a-second refreshes
+        last = scrape(server)
+        slots = worker_values(server, "inference_workers", last)
+        assert len(slots) == WORKERS
+        for pid in slots:
+            assert parent_pid(pid) == server.process.pid  # a live worker of this server
+        # The default split of the cores between the two processes.
+        assert set(slots.values()) == {max(1, (os.cpu_count() or 1) // WORKERS)}
+        assert set(worker_values(server, "gallery_templates", last).values()) == {1.0}
+        assert set(worker_values(server, "index_sync_lag_changes", last).values()) == {0.0}
+        applied = worker_values(server, "index_applied_seq", last)
+        # Facts about the database are one sample, not one per worker.
+        database_seq = last["facerec_database_change_seq"].samples
+        assert [(s.labels, s.value) for s in database_seq] == [({}, max(applied.values()))]
+        assert [(s.labels, s.value) for s in last["facerec_gallery_subjects"].samples] == [({}, 1.0)]
+    # Each worker's own figures move on between scrapes, whichever worker answers them.
+    started = worker_values(server, "uptime_seconds", first)
+    ended = worker_values(server, "uptime_seconds", last)
+    assert started.keys() == ended.keys() and all(ended[pid] > started[pid] for pid in started)
+    # One process's collectors would pass for the service's: multiprocess mode leaves them out.
+    assert not any(name.startswith(("process_", "python_gc")) for name in last)
+
+
+def test_a_stopped_worker_leaves_the_live_gauges_and_its_counts_stay(server: Server) -> None:
+    metrics_dir = server.data_dir / "prometheus-multiproc"
+    assert list(metrics_dir.glob("gauge_liveall_*.db"))
+    server.stop()
+    assert server.process.returncode == 0, server.log_tail()
+    assert list(metrics_dir.glob("gauge_liveall_*.db")) == []  # each lifespan end marked its worker dead
+    # Counts stay: a worker that exits (or is replaced) never takes its requests out of the sums.
+    assert len(list(metrics_dir.glob("counter_*.db"))) >= WORKERS
