@@ -104,23 +104,15 @@ def cmd_eval_identify(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_calibrate(args: argparse.Namespace) -> int:
-    from app.eval.calibrate import calibrate_on_pair_list, write_calibration
-    from app.eval.run import evaluate_pairs
+    from app.eval.calibrate import calibrate_and_evaluate, write_calibration
     from app.pipeline.face_pipeline import FacePipeline
 
     pipeline = FacePipeline.from_settings(_settings(args))
-    calibration = calibrate_on_pair_list(pipeline, args.root, args.pairs, cache_dir=args.cache)
-    if args.evaluate is not None:
-        accuracy = evaluate_pairs(pipeline, args.root, args.evaluate, cache_dir=args.cache, progress=False)
-        calibration["evaluation"] = {
-            f"{args.evaluate.stem}_accuracy": accuracy["accuracy_mean"],
-            f"{args.evaluate.stem}_auc": accuracy["auc"],
-            f"{args.evaluate.stem}_eer": accuracy["eer"],
-            "calibrated_on": calibration["source"],
-            "impostor_comparisons": calibration["impostor_comparisons"],
-        }
+    calibration = calibrate_and_evaluate(
+        pipeline, args.root, args.pairs, evaluate_on=args.evaluate, cache_dir=args.cache
+    )
     if args.manifest is not None:
-        write_calibration(args.manifest, calibration, calibration.get("evaluation", {}))
+        write_calibration(args.manifest, calibration)
     _emit(calibration, args.json)
     return 0
 

@@ -1,10 +1,11 @@
 """Evaluation during training: LFW-protocol verification and held-out top-1 accuracy.
 
 Verification scores pairs of prepared crops with the cosine of the embeddings
-and hands them to `app.eval.metrics`, the code behind `facerec eval pairs`:
-the same k-fold accuracy (the pair list's own folds, or 10 dealt folds for a
-single list), AUC, EER and TAR@FAR. A pair whose image had no usable face
-scores `NO_FACE_SCORE`, a non-match, exactly as `facerec eval` scores it.
+and hands them to `app.eval.pair_accuracy` and `app.eval.verification`, the
+code behind `facerec eval pairs`: the same k-fold accuracy (the pair list's own
+folds, or 10 dealt folds for a single list), AUC, EER and TAR@FAR. A pair
+whose image had no usable face scores `NO_FACE_SCORE`, a non-match, exactly as
+`facerec eval` scores it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from app.core.arrays import ImageArray
-from app.eval import metrics
+from app.eval import pair_accuracy, verification
 from app.eval.protocols import read_lfw_pairs
 from app.eval.run import NO_FACE_SCORE
 from app.pipeline.geometry import normalise_pixels
@@ -93,16 +94,16 @@ def verify_pairs(net: FaceEmbedder, pairs: PairCrops, device: torch.device) -> d
     b = embeddings[pairs.rows_b[usable]]  # (U, D)
     scores[usable] = (a * b).sum(axis=1)  # cosine: both sides are unit vectors
     genuine, impostor = scores[pairs.same], scores[~pairs.same]
-    accuracy = metrics.kfold_accuracy(scores, pairs.same, pairs.folds)
-    eer_value, _ = metrics.eer(genuine, impostor)
+    accuracy = pair_accuracy.kfold_accuracy(scores, pairs.same, pairs.folds)
+    eer_value, _ = verification.eer(genuine, impostor)
     return {
         "count": int(len(scores)),
         "without_face": int((~usable).sum()),
         "accuracy_mean": float(accuracy.mean),
         "accuracy_std": float(accuracy.std),
-        "auc": float(metrics.auc(genuine, impostor)),
+        "auc": float(verification.auc(genuine, impostor)),
         "eer": float(eer_value),
-        "tar_at_far": metrics.tar_at_far(genuine, impostor),
+        "tar_at_far": verification.tar_at_far(genuine, impostor),
     }
 
 

@@ -184,11 +184,7 @@ def export_model(
         calibration = calibrate(
             out_dir, settings or Settings(), calibration_root, calibration_pairs, progress
         )
-        evaluation = dict(manifest.evaluation) | {
-            "calibration": calibration["source"],
-            "calibration_impostor_comparisons": calibration["impostor_comparisons"],
-        }
-        write_calibration(manifest_path, calibration, evaluation)
+        write_calibration(manifest_path, calibration)  # beside the parity figures
     manifest = load_manifest(out_dir)  # what the service will read, sha256 checked
     log_event(
         logger, "training.export.done", model=manifest.name, parity=difference, calibrated=bool(calibration)

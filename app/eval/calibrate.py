@@ -4,7 +4,7 @@ A listed pairs file holds too few impostor pairs to resolve FAR 1e-4 (View 1
 DevTrain lists 1,100), so calibration compares every image with every other:
 the images named by an LFW pair list give millions of impostor comparisons.
 The thresholds land in the model's manifest, from which the service takes
-its operating defaults.
+its operating defaults, beside the figures that say where they come from.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from app.core.arrays import FloatArray
-from app.eval import metrics
 from app.eval.embedding import embed_files
 from app.eval.protocols import read_lfw_pairs
+from app.eval.run import evaluate_pairs
+from app.eval.verification import calibrate_thresholds
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.similarity import Metric, prepare
 
@@ -60,7 +61,11 @@ def calibrate_on_pair_list(
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Thresholds at FAR 1e-2…1e-5 over all pairs among a pair list's images."""
+    """Thresholds at FAR 1e-2…1e-5 over all pairs among a pair list's images.
+
+    ``evaluation`` holds the manifest figures this calibration computes: what
+    it was calibrated on and how many impostor comparisons back the thresholds.
+    """
     started = time.perf_counter()
     pair_list = read_lfw_pairs(root, pairs_file)
     paths = list(dict.fromkeys(p for pair in pair_list.pairs for p in (pair.path_a, pair.path_b)))
@@ -70,26 +75,59 @@ def calibrate_on_pair_list(
     genuine, impostor = all_pair_scores(
         np.stack([embedded.embeddings[p] for p in kept]), labels, pipeline.metric
     )
-    points = metrics.calibrate_thresholds(genuine, impostor, CALIBRATION_FARS)
+    points = calibrate_thresholds(genuine, impostor, CALIBRATION_FARS)
+    source = f"all pairs among the {len(kept)} images of {pairs_file.name}"
     return {
         "model": pipeline.model.name,
         "metric": pipeline.metric,
-        "source": f"all pairs among the {len(kept)} images of {pairs_file.name}",
+        "source": source,
         "images": len(kept),
         "images_without_face": len(paths) - len(kept),
         "genuine_comparisons": int(len(genuine)),
         "impostor_comparisons": int(len(impostor)),
         "thresholds": [point.to_dict() for point in points],
+        "evaluation": {"calibrated_on": source, "impostor_comparisons": int(len(impostor))},
         "seconds": round(time.perf_counter() - started, 2),
     }
 
 
-def write_calibration(manifest_path: Path, calibration: dict[str, Any], evaluation: dict[str, Any]) -> None:
-    """Record thresholds and evaluation figures in a manifest (or manifest seed) file."""
+def calibrate_and_evaluate(
+    pipeline: FacePipeline,
+    root: Path,
+    pairs_file: Path,
+    *,
+    evaluate_on: Path | None = None,
+    cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """``calibrate_on_pair_list``, with ``evaluate_on``'s accuracy, AUC and EER among its figures.
+
+    The figures are keyed by the list's stem (``pairsDevTest_accuracy``), so
+    lists measured at other times keep their own keys in the manifest.
+    """
+    calibration = calibrate_on_pair_list(pipeline, root, pairs_file, cache_dir=cache_dir)
+    if evaluate_on is not None:
+        summary = evaluate_pairs(pipeline, root, evaluate_on, cache_dir=cache_dir, progress=False)
+        stem = evaluate_on.stem
+        calibration["evaluation"] = {
+            f"{stem}_accuracy": summary["accuracy_mean"],
+            f"{stem}_auc": summary["auc"],
+            f"{stem}_eer": summary["eer"],
+            **calibration["evaluation"],
+        }
+    return calibration
+
+
+def write_calibration(manifest_path: Path, calibration: dict[str, Any]) -> None:
+    """Record a calibration in a manifest (or manifest seed) file.
+
+    The thresholds are replaced. In the ``evaluation`` block only the figures
+    this calibration computed change: notes and figures written by hand or
+    measured another way stay, as do the places of the keys already there.
+    """
     manifest = json.loads(manifest_path.read_text())
     manifest["thresholds"] = [
         {"far": p["target_far"], "threshold": round(p["threshold"], 6), "frr": round(p["frr"], 6)}
         for p in calibration["thresholds"]
     ]
-    manifest["evaluation"] = evaluation
+    manifest["evaluation"] = {**manifest.get("evaluation", {}), **calibration["evaluation"]}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 The admin report (gallery or uploaded evaluation set) and ``facerec eval``
 build on these, so a number in the admin page means what the CLI prints.
-Rates are ``app.eval.metrics``'s: a comparison is accepted when
+Rates are ``app.eval.verification``'s: a comparison is accepted when
 ``score >= threshold``. ``build_report`` assembles the whole report (its
 shape is ``app.schemas.admin.ReportPublic``); storing and reusing it is the
 service's (``app.services.gallery_report``).
@@ -20,8 +20,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from app.core.errors import NotEnoughData
 from app.core.ids import new_id
-from app.eval import metrics
+from app.eval.identification import leave_one_out_cmc, open_set, open_set_rates
+from app.eval.intervals import wilson_interval
+from app.eval.pair_accuracy import best_accuracy_threshold
+from app.eval.results import OperatingPoint
 from app.eval.template_pairs import ProgressFn, count_pairs, template_pair_scores
+from app.eval.verification import auc, calibrate_thresholds, eer, far_frr_at, histogram, roc_points
 from app.pipeline.similarity import Metric, pairwise_similarity
 
 AT_FAR_TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
@@ -52,25 +56,24 @@ def verification_report(genuine: ArrayLike, impostor: ArrayLike) -> dict[str, An
     """Histograms, the ROC/DET curve, EER, AUC, best accuracy and the threshold for each target FAR."""
     genuine_scores = np.asarray(genuine, dtype=np.float64)  # (Ng,)
     impostor_scores = np.asarray(impostor, dtype=np.float64)  # (Ni,)
-    eer_value, eer_threshold = metrics.eer(genuine_scores, impostor_scores)
-    best_threshold, best_accuracy = metrics.best_accuracy_threshold(genuine_scores, impostor_scores)
-    points = metrics.calibrate_thresholds(genuine_scores, impostor_scores, AT_FAR_TARGETS)
+    eer_value, eer_threshold = eer(genuine_scores, impostor_scores)
+    best_threshold, best_accuracy = best_accuracy_threshold(genuine_scores, impostor_scores)
+    points = calibrate_thresholds(genuine_scores, impostor_scores, AT_FAR_TARGETS)
     return {
         "histograms": score_histograms(genuine_scores, impostor_scores),
         "curve": [
-            point.to_dict()
-            for point in metrics.roc_points(genuine_scores, impostor_scores, max_points=CURVE_POINTS)
+            point.to_dict() for point in roc_points(genuine_scores, impostor_scores, max_points=CURVE_POINTS)
         ],
         "eer": {"value": eer_value, "threshold": eer_threshold},
-        "auc": metrics.auc(genuine_scores, impostor_scores),
+        "auc": auc(genuine_scores, impostor_scores),
         "best_accuracy": {"threshold": best_threshold, "accuracy": best_accuracy},
         "at_far": [at_far_entry(point) for point in points],
     }
 
 
-def at_far_entry(point: metrics.OperatingPoint) -> dict[str, Any]:
+def at_far_entry(point: OperatingPoint) -> dict[str, Any]:
     """One target FAR; an unmeasurable target carries no threshold, only the bound the data shows."""
-    low, high = metrics.wilson_interval(point.false_accepts, point.impostor_comparisons)
+    low, high = wilson_interval(point.false_accepts, point.impostor_comparisons)
     return {
         "target_far": point.target_far,
         "measurable": point.measurable,
@@ -90,14 +93,14 @@ def verification_rates(genuine: ArrayLike, impostor: ArrayLike, threshold: float
     """FAR and FRR at ``threshold`` with 95% Wilson intervals."""
     genuine_scores = np.asarray(genuine, dtype=np.float64)
     impostor_scores = np.asarray(impostor, dtype=np.float64)
-    far, frr = metrics.far_frr_at(genuine_scores, impostor_scores, threshold)
+    far, frr = far_frr_at(genuine_scores, impostor_scores, threshold)
     false_accepts = round(far * impostor_scores.size)
     false_rejects = round(frr * genuine_scores.size)
     return {
         "far": far,
-        "far_ci": list(metrics.wilson_interval(false_accepts, impostor_scores.size)),
+        "far_ci": list(wilson_interval(false_accepts, impostor_scores.size)),
         "frr": frr,
-        "frr_ci": list(metrics.wilson_interval(false_rejects, genuine_scores.size)),
+        "frr_ci": list(wilson_interval(false_rejects, genuine_scores.size)),
     }
 
 
@@ -112,7 +115,7 @@ def score_histograms(genuine: NDArray[np.float64], impostor: NDArray[np.float64]
     if high <= low:
         low, high = low - 0.5, high + 0.5
     return {
-        name: metrics.histogram(np.clip(scores, low, high), bins=HISTOGRAM_BINS, range=(low, high)).to_dict()
+        name: histogram(np.clip(scores, low, high), bins=HISTOGRAM_BINS, range=(low, high)).to_dict()
         for name, scores in (("genuine", genuine), ("impostor", impostor))
     }
 
@@ -131,7 +134,7 @@ def identification_report(
     """
     label_array = np.asarray(labels)
     identities = np.unique(label_array)
-    loo = metrics.leave_one_out_cmc(similarity, label_array, CMC_RANKS)
+    loo = leave_one_out_cmc(similarity, label_array, CMC_RANKS)
     if loo.probes == 0 or identities.size < 2:
         return {
             "cmc": None,
@@ -149,7 +152,7 @@ def identification_report(
     mated[np.arange(mated_rows.size), mated_rows] = -np.inf  # a template never finds itself
     nonmated = similarity.astype(np.float64)  # (N, N)
     nonmated[label_array[:, None] == label_array[None, :]] = -np.inf  # the probe's identity is held out
-    points = metrics.open_set(mated, label_array[mated_rows], nonmated, label_array, FPIR_TARGETS)
+    points = open_set(mated, label_array[mated_rows], nonmated, label_array, FPIR_TARGETS)
     report: dict[str, Any] = {
         "cmc": {str(rank): value for rank, value in loo.cmc.items()},
         "fnir_at_fpir": {
@@ -166,9 +169,7 @@ def identification_report(
         ),
     }
     if identify_threshold is not None:
-        fnir, fpir = metrics.open_set_rates(
-            mated, label_array[mated_rows], nonmated, label_array, identify_threshold
-        )
+        fnir, fpir = open_set_rates(mated, label_array[mated_rows], nonmated, label_array, identify_threshold)
         report["fnir"], report["fpir"] = fnir, fpir
     return report
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from app.eval import metrics
+from app.eval import identification, pair_accuracy, verification
 from app.eval.embedding import EmbeddedSet, embed_files
 from app.eval.protocols import PairList, read_identify_protocol, read_lfw_pairs
 from app.eval.report import NO_FACE_SCORE
@@ -67,10 +67,10 @@ def evaluate_pairs(
         folds: list[np.ndarray] | int = [np.flatnonzero(fold_ids == f) for f in range(pair_list.folds)]
     else:
         folds = 10
-    accuracy = metrics.kfold_accuracy(scores, labels, folds)
+    accuracy = pair_accuracy.kfold_accuracy(scores, labels, folds)
     genuine, impostor = scores[labels], scores[~labels]
-    eer_value, eer_threshold = metrics.eer(genuine, impostor)
-    best_threshold, best_accuracy = metrics.best_accuracy_threshold(genuine, impostor)
+    eer_value, eer_threshold = verification.eer(genuine, impostor)
+    best_threshold, best_accuracy = pair_accuracy.best_accuracy_threshold(genuine, impostor)
     summary: dict[str, Any] = {
         "model": pipeline.model.name,
         "metric": pipeline.metric,
@@ -81,12 +81,12 @@ def evaluate_pairs(
         else "single list: 10-fold cross-validated threshold",
         "accuracy_mean": round(float(accuracy.mean), 5),
         "accuracy_std": round(float(accuracy.std), 5),
-        "auc": round(float(metrics.auc(genuine, impostor)), 5),
+        "auc": round(float(verification.auc(genuine, impostor)), 5),
         "eer": round(float(eer_value), 5),
         "eer_threshold": round(float(eer_threshold), 5),
         "best_threshold": round(float(best_threshold), 5),
         "best_accuracy": round(float(best_accuracy), 5),  # at best_threshold, fitted on all pairs
-        "tar_at_far": metrics.tar_at_far(genuine, impostor),
+        "tar_at_far": verification.tar_at_far(genuine, impostor),
         "no_face": _no_face_summary(embedded),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -128,7 +128,7 @@ def evaluate_identification(
         raise ValueError(f"mated probes whose identity has no gallery face: {sorted(set(missing))[:5]}")
 
     mated_sim = pairwise_similarity(mated, gallery, pipeline.metric)  # (Pm, G)
-    cmc = metrics.cmc(mated_sim, mated_labels, gallery_labels, ranks=(1, 5, 10, 20))
+    cmc = identification.cmc(mated_sim, mated_labels, gallery_labels, ranks=(1, 5, 10, 20))
     summary: dict[str, Any] = {
         "model": pipeline.model.name,
         "metric": pipeline.metric,
@@ -140,7 +140,9 @@ def evaluate_identification(
     }
     if len(nonmated):
         nonmated_sim = pairwise_similarity(nonmated, gallery, pipeline.metric)  # (Pn, G)
-        open_set = metrics.open_set(mated_sim, mated_labels, nonmated_sim, gallery_labels, fpirs=(0.1, 0.01))
+        open_set = identification.open_set(
+            mated_sim, mated_labels, nonmated_sim, gallery_labels, fpirs=(0.1, 0.01)
+        )
         summary["fnir_at_fpir"] = {key: point.to_dict() for key, point in open_set.items()}
     summary["no_face"] = _no_face_summary(embedded)
     summary["seconds"] = round(time.perf_counter() - started, 2)

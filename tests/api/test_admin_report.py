@@ -1,6 +1,6 @@
 """GET /admin/report on a real gallery: every photo of ../shared/data/identities, one subject per folder.
 
-The report is checked for self-consistency and against ``app.eval.metrics``
+The report is checked for self-consistency and against ``app.eval.verification``
 on scores recomputed here from the stored templates.
 """
 
@@ -20,7 +20,7 @@ from app.db.base import utcnow
 from app.db.faces import iter_embeddings
 from app.db.jobs import add_job
 from app.db.session import begin_write
-from app.eval import metrics
+from app.eval import intervals, verification
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.similarity import pairwise_similarity
 from tests.api.conftest import (
@@ -102,7 +102,7 @@ def test_report_counts_every_pair_of_the_gallery(gallery: tuple[TestClient, dict
     assert report["histograms"]["genuine"]["edges"] == report["histograms"]["impostor"]["edges"]
 
 
-def test_curve_eer_and_operating_point_agree_with_the_metrics(
+def test_curve_eer_and_operating_point_agree_with_app_eval_verification(
     gallery: tuple[TestClient, dict[str, int]],
 ) -> None:
     client, _ = gallery
@@ -118,24 +118,24 @@ def test_curve_eer_and_operating_point_agree_with_the_metrics(
 
     genuine, impostor = stored_scores(client)
     for point in curve[:: max(1, len(curve) // 50)]:  # every kept point lies on the exact curve
-        assert metrics.far_frr_at(genuine, impostor, point["threshold"]) == pytest.approx(
+        assert verification.far_frr_at(genuine, impostor, point["threshold"]) == pytest.approx(
             (point["far"], point["frr"]), abs=1e-9
         )
-    eer_value, eer_threshold = metrics.eer(genuine, impostor)
+    eer_value, eer_threshold = verification.eer(genuine, impostor)
     assert report["eer"]["value"] == pytest.approx(eer_value, abs=1e-6)
     assert report["eer"]["threshold"] == pytest.approx(eer_threshold, abs=1e-5)
     # Where the curves cross, FAR and FRR are both close to the EER.
     crossing = min(curve, key=lambda p: abs(p["threshold"] - eer_threshold))
-    far, frr = metrics.far_frr_at(genuine, impostor, crossing["threshold"])
+    far, frr = verification.far_frr_at(genuine, impostor, crossing["threshold"])
     assert abs(far - frr) <= 0.05 and abs(far - eer_value) <= 0.05
-    assert report["auc"] == pytest.approx(metrics.auc(genuine, impostor), abs=1e-9)
+    assert report["auc"] == pytest.approx(verification.auc(genuine, impostor), abs=1e-9)
     assert 0.5 < report["best_accuracy"]["accuracy"] <= 1.0
 
     operating = report["operating"]
     stored = client.get("/admin/threshold").json()
     assert operating["verify_threshold"] == stored["verify_threshold"]
     assert operating["identify_threshold"] == stored["identify_threshold"]
-    far, frr = metrics.far_frr_at(genuine, impostor, operating["verify_threshold"])
+    far, frr = verification.far_frr_at(genuine, impostor, operating["verify_threshold"])
     assert (operating["far"], operating["frr"]) == pytest.approx((far, frr), abs=1e-12)
     assert operating["far_ci"][0] <= far <= operating["far_ci"][1]
     assert operating["frr_ci"][0] <= frr <= operating["frr_ci"][1]
@@ -167,7 +167,7 @@ def test_targets_the_impostor_count_cannot_resolve_are_not_measurable(
     assert 1e-1 in measurable and 1e-6 not in measurable
     # The rule: measurable iff n >= min_comparisons(target).
     for entry in report["at_far"]:
-        assert entry["measurable"] == (impostor >= metrics.min_comparisons(entry["target_far"]))
+        assert entry["measurable"] == (impostor >= intervals.min_comparisons(entry["target_far"]))
 
 
 def test_identification_cmc_and_open_set(gallery: tuple[TestClient, dict[str, int]]) -> None:

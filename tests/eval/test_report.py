@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from app.eval import metrics
+from app.eval import intervals, verification
 from app.eval.report import (
     AT_FAR_TARGETS,
     NO_FACE_SCORE,
@@ -16,9 +16,7 @@ from app.eval.report import (
     verification_rates,
     verification_report,
 )
-
-GENUINE = [0.6, 0.7, 0.8, 0.9]
-IMPOSTOR = [0.1, 0.2, 0.65, 0.3]
+from tests.eval.score_sets import GENUINE, IMPOSTOR, TEMPLATE_LABELS, TEMPLATE_SIMILARITY
 
 
 def test_verification_report_hand_computed() -> None:
@@ -55,11 +53,11 @@ def test_a_measurable_target_has_its_threshold_and_intervals() -> None:
     genuine = rng.normal(0.8, 0.05, 200)
     impostor = rng.normal(0.3, 0.1, 1000)  # 1,000 comparisons resolve FAR 1e-2 (299 needed), not 1e-3
     entries = {entry["target_far"]: entry for entry in verification_report(genuine, impostor)["at_far"]}
-    point = metrics.threshold_at_far(genuine, impostor, 1e-2)
+    point = verification.threshold_at_far(genuine, impostor, 1e-2)
     hit = entries[1e-2]
     assert hit["measurable"] and hit["threshold"] == point.threshold
     assert hit["far"] == point.far <= 1e-2 and hit["frr"] == point.frr
-    assert hit["far_ci"] == pytest.approx(list(metrics.wilson_interval(point.false_accepts, 1000)))
+    assert hit["far_ci"] == pytest.approx(list(intervals.wilson_interval(point.false_accepts, 1000)))
     assert hit["frr_ci"][0] <= hit["frr"] <= hit["frr_ci"][1]
     assert not entries[1e-3]["measurable"]
 
@@ -75,21 +73,12 @@ def test_faceless_pairs_count_in_the_lowest_bin() -> None:
 def test_verification_rates_at_a_threshold() -> None:
     rates = verification_rates(GENUINE, IMPOSTOR, 0.65)
     assert (rates["far"], rates["frr"]) == (0.25, 0.25)
-    assert rates["far_ci"] == pytest.approx(list(metrics.wilson_interval(1, 4)))
+    assert rates["far_ci"] == pytest.approx(list(intervals.wilson_interval(1, 4)))
 
 
 def test_identification_holds_each_identity_out_in_turn() -> None:
-    # Templates: 0 a, 1 a, 2 b, 3 b, 4 c (the leave-one-out case of test_metrics).
-    similarity = np.array(
-        [
-            [1.0, 0.3, 0.6, 0.2, 0.1],
-            [0.3, 1.0, 0.1, 0.2, 0.25],
-            [0.6, 0.1, 1.0, 0.8, 0.3],
-            [0.2, 0.2, 0.8, 1.0, 0.9],
-            [0.1, 0.25, 0.3, 0.9, 1.0],
-        ]
-    )
-    report = identification_report(similarity, ["a", "a", "b", "b", "c"], identify_threshold=0.5)
+    # Templates: 0 a, 1 a, 2 b, 3 b, 4 c (the leave-one-out case of test_identification).
+    report = identification_report(TEMPLATE_SIMILARITY, TEMPLATE_LABELS, identify_threshold=0.5)
     assert report["cmc"]["1"] == pytest.approx(0.5) and report["cmc"]["2"] == pytest.approx(1.0)
     assert report["probes"] == 4
     # Non-mated tops with the own identity removed:

@@ -16,7 +16,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.core.settings import Settings
-from app.eval import metrics
+from app.eval import verification
 from app.main import create_app
 from tests.conftest import LFW_ROOT, require_data
 from training.augment import AugmentConfig
@@ -150,4 +150,4 @@ def test_the_exported_model_serves_and_tells_people_apart(
     # people (chance would get 7 of 8 or more 3.5% of the time), and a same-person comparison
     # outranks a different-person one far more often than chance.
     assert (genuine > impostor.mean(axis=1)).sum() >= len(people) - 1, scores.round(4)
-    assert metrics.auc(genuine, impostor.ravel()) >= 0.75, scores.round(4)
+    assert verification.auc(genuine, impostor.ravel()) >= 0.75, scores.round(4)
