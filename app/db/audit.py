@@ -13,13 +13,21 @@ SYSTEM_ACTOR = "system"
 
 
 def write_audit(
-    session: Session, actor: str, action: str, target: str, details: dict[str, Any] | None = None
+    session: Session,
+    actor: str,
+    action: str,
+    target: str,
+    details: dict[str, Any] | None = None,
+    *,
+    collection_id: int | None = None,
 ) -> AuditLog:
-    """Record ``actor`` (a key prefix or ``"system"``) doing ``action`` to ``target``.
+    """Record ``actor`` (a key prefix or ``"system"``) doing ``action`` to ``target`` (in a collection).
 
     ``details`` is for ids, counts and settings: never images, embeddings or crops.
     """
-    entry = AuditLog(actor=actor, action=action, target=target, details=details or {})
+    entry = AuditLog(
+        actor=actor, action=action, target=target, details=details or {}, collection_id=collection_id
+    )
     session.add(entry)
     session.flush()
     return entry
@@ -33,10 +41,14 @@ def list_audit(session: Session, limit: int = 100, before_id: int | None = None)
     return list(session.scalars(query))
 
 
-def list_audit_by_action(session: Session, action: str, limit: int = 50) -> list[AuditLog]:
-    """One kind of entry (e.g. ``threshold.set``), newest first."""
-    return list(
-        session.scalars(
-            select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id.desc()).limit(limit)
-        )
+def list_audit_by_action(
+    session: Session, action: str, collection_id: int, limit: int = 50
+) -> list[AuditLog]:
+    """One kind of entry (e.g. ``threshold.set``) in one collection, newest first."""
+    query = (
+        select(AuditLog)
+        .where(AuditLog.action == action, AuditLog.collection_id == collection_id)
+        .order_by(AuditLog.id.desc())
+        .limit(limit)
     )
+    return list(session.scalars(query))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import ChangeLog, ChangeOp
+from app.db.models import ChangeLog, ChangeOp, Collection
 
 _CHANGE_LOCK_KEY = 0x66726563_63686E67  # "frecchng"
 # session.info key: the transaction that holds the lock, so it is taken once per transaction.
@@ -32,13 +32,37 @@ def lock_change_log(session: Session) -> None:
     session.info[_LOCKED_BY] = session.get_transaction()
 
 
-def record_changes(session: Session, op: ChangeOp, faces: Sequence[tuple[int, int]]) -> None:
-    """Log ``op`` for each ``(face_id, subject_id)``; call after ``lock_change_log``."""
+def record_changes(
+    session: Session, op: ChangeOp, collection_id: int, faces: Sequence[tuple[int, int]]
+) -> None:
+    """Log ``op`` for each ``(face_id, subject_id)`` of a collection; call after ``lock_change_log``."""
     if not faces:
         return
-    rows = [ChangeLog(op=op, face_id=face_id, subject_id=subject_id) for face_id, subject_id in faces]
+    rows = [
+        ChangeLog(op=op, collection_id=collection_id, face_id=face_id, subject_id=subject_id)
+        for face_id, subject_id in faces
+    ]
     session.add_all(rows)
     session.flush()
+    _advance(session, collection_id, rows[-1].seq)
+
+
+def record_drop(session: Session, collection_id: int) -> None:
+    """Log that the collection is gone: every worker drops its index. Call after ``lock_change_log``."""
+    row = ChangeLog(op="drop", collection_id=collection_id)
+    session.add(row)
+    session.flush()
+    _advance(session, collection_id, row.seq)
+
+
+def _advance(session: Session, collection_id: int, seq: int) -> None:
+    """The collection's newest change: an index holding it is in step (see ``Collection.change_seq``)."""
+    session.execute(update(Collection).where(Collection.id == collection_id).values(change_seq=seq))
+
+
+def collection_change_seqs(session: Session) -> dict[int, int]:
+    """Each collection's newest change-log seq (0 for one that has none)."""
+    return {cid: seq for cid, seq in session.execute(select(Collection.id, Collection.change_seq))}
 
 
 def current_change_seq(session: Session) -> int:

@@ -13,6 +13,7 @@ def add_evaluation(
     evaluation_id: str,
     name: str,
     *,
+    collection_id: int,
     total: int,
     identities: int,
     pairs_source: str,
@@ -20,6 +21,7 @@ def add_evaluation(
 ) -> Evaluation:
     evaluation = Evaluation(
         id=evaluation_id,
+        collection_id=collection_id,
         name=name,
         state="queued",
         progress=0,
@@ -35,13 +37,20 @@ def add_evaluation(
     return evaluation
 
 
-def get_evaluation(session: Session, evaluation_id: str) -> Evaluation | None:
-    return session.get(Evaluation, evaluation_id)
+def get_evaluation(session: Session, collection_id: int, evaluation_id: str) -> Evaluation | None:
+    """The collection's evaluation with this id; another collection's is not found."""
+    evaluation = session.get(Evaluation, evaluation_id)
+    return evaluation if evaluation is not None and evaluation.collection_id == collection_id else None
 
 
-def list_evaluations(session: Session, limit: int = 100) -> list[Evaluation]:
-    """Newest first."""
-    query = select(Evaluation).order_by(Evaluation.created_at.desc(), Evaluation.id.desc()).limit(limit)
+def list_evaluations(session: Session, collection_id: int, limit: int = 100) -> list[Evaluation]:
+    """The collection's evaluations, newest first."""
+    query = (
+        select(Evaluation)
+        .where(Evaluation.collection_id == collection_id)
+        .order_by(Evaluation.created_at.desc(), Evaluation.id.desc())
+        .limit(limit)
+    )
     return list(session.scalars(query))
 
 

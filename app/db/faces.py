@@ -59,6 +59,7 @@ def add_face(
     x1, y1, x2, y2 = box
     face = Face(
         subject=subject,
+        collection_id=subject.collection_id,
         embedding=data,
         embedding_dim=len(data) // 4,
         model_name=model_name,
@@ -75,12 +76,15 @@ def add_face(
     )
     session.add(face)
     session.flush()
-    record_changes(session, "add", [(face.id, subject.id)])
+    record_changes(session, "add", subject.collection_id, [(face.id, subject.id)])
     return face, True
 
 
-def get_face_by_public_id(session: Session, public_id: str) -> Face | None:
-    return session.scalar(select(Face).where(Face.public_id == public_id))
+def get_face_by_public_id(session: Session, collection_id: int, public_id: str) -> Face | None:
+    """The collection's template with this id; another collection's is not found."""
+    return session.scalar(
+        select(Face).where(Face.collection_id == collection_id, Face.public_id == public_id)
+    )
 
 
 def faces_with_subjects(session: Session, face_ids: Iterable[int]) -> dict[int, tuple[Face, Subject]]:
@@ -100,22 +104,25 @@ def list_faces(session: Session, subject_id: int) -> list[Face]:
 
 def delete_face(session: Session, face: Face) -> None:
     lock_change_log(session)
-    record_changes(session, "remove", [(face.id, face.subject_id)])
+    record_changes(session, "remove", face.collection_id, [(face.id, face.subject_id)])
     session.delete(face)
     session.flush()
 
 
-def count_faces(session: Session, model_name: str | None = None) -> int:
+def count_faces(session: Session, collection_id: int | None = None, model_name: str | None = None) -> int:
+    """Templates of one collection (or all), of one model (or any)."""
     query = select(func.count()).select_from(Face)
+    if collection_id is not None:
+        query = query.where(Face.collection_id == collection_id)
     if model_name is not None:
         query = query.where(Face.model_name == model_name)
     return session.scalar(query) or 0
 
 
 def iter_embedding_batches(
-    session: Session, model_name: str, batch_size: int = 4096
+    session: Session, collection_id: int, model_name: str, batch_size: int = 4096
 ) -> Iterator[EmbeddingBatch]:
-    """All of one model's templates in id order, a batch at a time, for index rebuilds.
+    """A collection's templates of one model in id order, a batch at a time, for index rebuilds.
 
     Read ``current_change_seq`` first, in the same transaction: on PostgreSQL
     each batch may also see later commits, so replaying the changes after
@@ -125,7 +132,7 @@ def iter_embedding_batches(
     while True:
         rows = session.execute(
             select(Face.id, Face.subject_id, Face.embedding, Face.embedding_dim)
-            .where(Face.model_name == model_name, Face.id > last_id)
+            .where(Face.collection_id == collection_id, Face.model_name == model_name, Face.id > last_id)
             .order_by(Face.id)
             .limit(batch_size)
         ).all()
@@ -136,10 +143,10 @@ def iter_embedding_batches(
 
 
 def iter_embeddings(
-    session: Session, model_name: str, batch_size: int = 4096
+    session: Session, collection_id: int, model_name: str, batch_size: int = 4096
 ) -> Iterator[tuple[int, int, npt.NDArray[np.float32]]]:
     """``(face_id, subject_id, embedding)`` one at a time; see ``iter_embedding_batches``."""
-    for batch in iter_embedding_batches(session, model_name, batch_size):
+    for batch in iter_embedding_batches(session, collection_id, model_name, batch_size):
         for face_id, subject_id, vector in zip(batch.face_ids, batch.subject_ids, batch.vectors, strict=True):
             yield int(face_id), int(subject_id), vector
 

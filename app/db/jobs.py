@@ -12,8 +12,10 @@ from app.core.ids import new_id
 from app.db.models import Evaluation, Job
 
 
-def add_job(session: Session, kind: str, total: int) -> Job:
-    job = Job(id=new_id("job"), kind=kind, state="queued", progress=0, total=total)
+def add_job(session: Session, kind: str, total: int, collection_id: int | None = None) -> Job:
+    job = Job(
+        id=new_id("job"), collection_id=collection_id, kind=kind, state="queued", progress=0, total=total
+    )
     session.add(job)
     session.flush()
     return job
@@ -23,11 +25,16 @@ def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
 
 
-def active_job(session: Session, kind: str, updated_since: datetime) -> Job | None:
-    """A queued or running job of ``kind`` that wrote since ``updated_since``, for a request to join."""
+def active_job(session: Session, kind: str, collection_id: int, updated_since: datetime) -> Job | None:
+    """A queued or running job of ``kind`` on a collection that wrote since ``updated_since``, to join."""
     return session.scalar(
         select(Job)
-        .where(Job.kind == kind, Job.state.in_(("queued", "running")), Job.updated_at >= updated_since)
+        .where(
+            Job.kind == kind,
+            Job.collection_id == collection_id,
+            Job.state.in_(("queued", "running")),
+            Job.updated_at >= updated_since,
+        )
         .order_by(Job.created_at.desc())
         .limit(1)
     )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection as Ids
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.models import ApiKey, ApiKeyRole
+from app.db.models import ApiKey, ApiKeyCollection, ApiKeyRole, Collection
 
 KEY_MARKER = "frk_"
 # The marker plus 8 random characters: enough for a person to tell keys apart
@@ -24,17 +26,49 @@ def hash_api_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def create_api_key(session: Session, role: ApiKeyRole, name: str) -> tuple[ApiKey, str]:
-    """A new key and its plaintext, which cannot be recovered later."""
+def create_api_key(
+    session: Session, role: ApiKeyRole, name: str, collection_ids: Ids[int] | None = None
+) -> tuple[ApiKey, str]:
+    """A new key and its plaintext, which cannot be recovered later.
+
+    ``collection_ids``: the only collections the key may reach (a client
+    key's scope); None reaches every collection.
+    """
     if role not in ("client", "admin"):
         raise ValueError(f"unknown role {role!r}")
     plaintext = KEY_MARKER + secrets.token_urlsafe(32)
     key = ApiKey(
-        prefix=plaintext[:DISPLAY_PREFIX_LENGTH], key_hash=hash_api_key(plaintext), role=role, name=name
+        prefix=plaintext[:DISPLAY_PREFIX_LENGTH],
+        key_hash=hash_api_key(plaintext),
+        role=role,
+        name=name,
+        scoped=collection_ids is not None,
     )
     session.add(key)
     session.flush()
+    session.add_all(ApiKeyCollection(api_key_id=key.id, collection_id=cid) for cid in collection_ids or ())
+    session.flush()
     return key, plaintext
+
+
+def key_collection_ids(session: Session, key_id: int) -> frozenset[int]:
+    """The collections a scoped key may reach (empty once they are all deleted)."""
+    query = select(ApiKeyCollection.collection_id).where(ApiKeyCollection.api_key_id == key_id)
+    return frozenset(session.scalars(query))
+
+
+def key_collection_names(session: Session, key_ids: Iterable[int]) -> dict[int, list[str]]:
+    """Each key's reachable collections by ``collection_id``, for listings (keys absent: none)."""
+    rows = session.execute(
+        select(ApiKeyCollection.api_key_id, Collection.external_id)
+        .join(Collection, Collection.id == ApiKeyCollection.collection_id)
+        .where(ApiKeyCollection.api_key_id.in_(set(key_ids)))
+        .order_by(Collection.external_id)
+    )
+    names: dict[int, list[str]] = {}
+    for key_id, external_id in rows:
+        names.setdefault(key_id, []).append(external_id)
+    return names
 
 
 def lookup_api_key(session: Session, plaintext: str) -> ApiKey | None:

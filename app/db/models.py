@@ -3,7 +3,11 @@
 Integer primary keys never get reused (``sqlite_autoincrement``; PostgreSQL
 sequences never go back): a face's id is also its FAISS id, so a reused id
 would let a stale vector in some worker's index answer for a different
-person.
+person, and a collection's id names its index, so a reused one would let a
+deleted collection's index answer for a new one.
+
+Everything a gallery holds belongs to a collection: subjects (and their
+faces), change-log rows, thresholds, reports, evaluation sets and jobs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -28,21 +33,48 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.db.base import Base, UtcDateTime, utcnow
 
 ApiKeyRole = Literal["client", "admin"]
-ChangeOp = Literal["add", "remove"]
+# "drop": the whole collection is gone; its index goes with it.
+ChangeOp = Literal["add", "remove", "drop"]
+DEFAULT_COLLECTION = "default"
 
 
 def _new_public_id() -> str:
     return uuid.uuid4().hex
 
 
-class Subject(Base):
-    """A person, named by the client's own ``external_id`` (the API's ``subject_id``)."""
+class Collection(Base):
+    """A gallery, named by the client's ``external_id`` (the API's ``collection_id``).
 
-    __tablename__ = "subjects"
+    ``model_name`` is the embedder its templates come from. ``change_seq``
+    is the newest change-log seq of this collection: an index that has
+    applied it holds every template of the collection.
+    """
+
+    __tablename__ = "collections"
     __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(255), unique=True)
+    external_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    metadata_json: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    model_name: Mapped[str] = mapped_column(String(64))
+    change_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Subject(Base):
+    """A person, named by the client's own ``external_id`` (the API's ``subject_id``) within a collection."""
+
+    __tablename__ = "subjects"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "external_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    external_id: Mapped[str] = mapped_column(String(255))
     name: Mapped[str | None] = mapped_column(String(255))
     metadata_json: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -56,13 +88,15 @@ class Face(Base):
     __table_args__ = (
         # The same image bytes enrolled twice for one subject and model are one template.
         UniqueConstraint("subject_id", "image_sha256", "model_name"),
-        # Index rebuilds walk one model's faces in id order.
-        Index("ix_faces_model_name_id", "model_name", "id"),
+        # Index rebuilds walk one collection's faces of one model in id order.
+        Index("ix_faces_collection_id_model_name_id", "collection_id", "model_name", "id"),
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=_new_public_id)
+    # The subject's collection, kept on the face too so an index is rebuilt without a join.
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32
     embedding_dim: Mapped[int] = mapped_column(Integer)
@@ -85,10 +119,13 @@ class Face(Base):
 
 
 class Setting(Base):
-    """Operating values changed at run time (thresholds), as JSON."""
+    """A collection's operating values changed at run time (thresholds), as JSON."""
 
     __tablename__ = "settings"
 
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
@@ -108,6 +145,20 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # True: the key reaches only the collections in api_key_collections (none
+    # once they are all deleted); False: every collection.
+    scoped: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApiKeyCollection(Base):
+    """One collection a scoped client key may use."""
+
+    __tablename__ = "api_key_collections"
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class AuditLog(Base):
@@ -117,6 +168,8 @@ class AuditLog(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The collection acted on (no foreign key: the log outlives it); None for service-wide acts.
+    collection_id: Mapped[int | None] = mapped_column(Integer)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(255))
@@ -124,23 +177,25 @@ class AuditLog(Base):
 
 
 class ChangeLog(Base):
-    """One row per face added or removed, written in the same transaction.
+    """One row per face added or removed, or per collection dropped, written in the same transaction.
 
     ``seq`` is the database's change counter: index snapshots record the seq
-    they reflect, and workers replay the rows after it. No foreign key: the
-    face is usually gone by the time its removal is read.
+    they reflect, and workers replay the rows after it, each into its
+    collection's index. No foreign keys: the face, or the collection, is
+    usually gone by the time its removal is read. A ``drop`` row has no face.
     """
 
     __tablename__ = "change_log"
     __table_args__ = (
-        CheckConstraint("op IN ('add', 'remove')", name="op"),
+        CheckConstraint("op IN ('add', 'remove', 'drop')", name="op"),
         {"sqlite_autoincrement": True},
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     op: Mapped[str] = mapped_column(String(8))
-    face_id: Mapped[int] = mapped_column(Integer)
-    subject_id: Mapped[int] = mapped_column(Integer)
+    collection_id: Mapped[int] = mapped_column(Integer)
+    face_id: Mapped[int | None] = mapped_column(Integer)
+    subject_id: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -156,6 +211,7 @@ class Report(Base):
     __table_args__ = (CheckConstraint("kind IN ('gallery', 'evaluation')", name="kind"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16), index=True)
     evaluation_id: Mapped[str | None] = mapped_column(String(32))
     gallery_seq: Mapped[int | None] = mapped_column(Integer)
@@ -171,6 +227,8 @@ class Job(Base):
     __table_args__ = (CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The collection the job works on; deleting it deletes the job (its thread then finds no row).
+    collection_id: Mapped[int | None] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16), default="queued")
     progress: Mapped[int] = mapped_column(Integer, default=0)
@@ -188,6 +246,7 @@ class Evaluation(Base):
     __table_args__ = (CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="state"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(16), default="queued")
     progress: Mapped[int] = mapped_column(Integer, default=0)

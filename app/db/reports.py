@@ -16,12 +16,14 @@ def add_report(
     kind: str,
     body: dict[str, Any],
     *,
+    collection_id: int,
     model_name: str,
     gallery_seq: int | None = None,
     evaluation_id: str | None = None,
 ) -> Report:
     report = Report(
         id=report_id,
+        collection_id=collection_id,
         kind=kind,
         body=body,
         model_name=model_name,
@@ -37,18 +39,23 @@ def get_report(session: Session, report_id: str) -> Report | None:
     return session.get(Report, report_id)
 
 
-def latest_gallery_report(session: Session, model_name: str) -> Report | None:
+def latest_gallery_report(session: Session, collection_id: int, model_name: str) -> Report | None:
     return session.scalar(
         select(Report)
-        .where(Report.kind == "gallery", Report.model_name == model_name)
+        .where(
+            Report.kind == "gallery", Report.collection_id == collection_id, Report.model_name == model_name
+        )
         .order_by(Report.created_at.desc(), Report.id.desc())
         .limit(1)
     )
 
 
-def delete_gallery_reports_except(session: Session, keep_id: str) -> None:
-    """Only the last gallery report is kept."""
-    for report in session.scalars(select(Report).where(Report.kind == "gallery", Report.id != keep_id)):
+def delete_gallery_reports_except(session: Session, collection_id: int, keep_id: str) -> None:
+    """Only the last gallery report of each collection is kept."""
+    query = select(Report).where(
+        Report.kind == "gallery", Report.collection_id == collection_id, Report.id != keep_id
+    )
+    for report in session.scalars(query):
         session.delete(report)
     session.flush()
 

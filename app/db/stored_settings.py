@@ -1,4 +1,4 @@
-"""Operating settings changed at run time (thresholds), kept as JSON by key.
+"""A collection's operating settings changed at run time (thresholds), kept as JSON by key.
 
 Distinct from ``app.core.settings``, which is the process's start-up
 configuration.
@@ -14,15 +14,15 @@ from sqlalchemy.orm import Session
 from app.db.models import Setting
 
 
-def get_setting(session: Session, key: str, default: Any = None) -> Any:
-    row = session.get(Setting, key)
+def get_setting(session: Session, collection_id: int, key: str, default: Any = None) -> Any:
+    row = session.get(Setting, (collection_id, key))
     return default if row is None else row.value
 
 
-def set_setting(session: Session, key: str, value: Any) -> Setting:
-    row = session.get(Setting, key)
+def set_setting(session: Session, collection_id: int, key: str, value: Any) -> Setting:
+    row = session.get(Setting, (collection_id, key))
     if row is None:
-        row = Setting(key=key, value=value)
+        row = Setting(collection_id=collection_id, key=key, value=value)
         session.add(row)
     else:
         row.value = value
@@ -30,5 +30,6 @@ def set_setting(session: Session, key: str, value: Any) -> Setting:
     return row
 
 
-def all_settings(session: Session) -> dict[str, Any]:
-    return {row.key: row.value for row in session.scalars(select(Setting).order_by(Setting.key))}
+def all_settings(session: Session, collection_id: int) -> dict[str, Any]:
+    query = select(Setting).where(Setting.collection_id == collection_id).order_by(Setting.key)
+    return {row.key: row.value for row in session.scalars(query)}

@@ -1,8 +1,7 @@
-"""Subjects: the people templates belong to, addressed by the client's ``external_id``."""
+"""Subjects: the people templates belong to, addressed by the client's ``external_id`` within a collection."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,37 +11,35 @@ from sqlalchemy.orm import Session
 
 from app.db.changes import lock_change_log, record_changes
 from app.db.models import Face, Subject
+from app.db.unset import UNSET, Unset
 
 
-class _Unset(enum.Enum):
-    UNSET = enum.auto()
-
-
-UNSET = _Unset.UNSET
-"""Leave a field as it is in ``update_subject`` (``None`` clears it)."""
-
-
-def get_subject_by_external_id(session: Session, external_id: str) -> Subject | None:
-    return session.scalar(select(Subject).where(Subject.external_id == external_id))
+def get_subject_by_external_id(session: Session, collection_id: int, external_id: str) -> Subject | None:
+    return session.scalar(
+        select(Subject).where(Subject.collection_id == collection_id, Subject.external_id == external_id)
+    )
 
 
 def get_or_create_subject(
     session: Session,
+    collection_id: int,
     external_id: str,
     name: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> tuple[Subject, bool]:
     """The subject and whether it was created; an existing one is returned unchanged."""
-    existing = get_subject_by_external_id(session, external_id)
+    existing = get_subject_by_external_id(session, collection_id, external_id)
     if existing is not None:
         return existing, False
-    subject = Subject(external_id=external_id, name=name, metadata_json=metadata or {})
+    subject = Subject(
+        collection_id=collection_id, external_id=external_id, name=name, metadata_json=metadata or {}
+    )
     try:
         # A savepoint, so losing a race with a concurrent create keeps the transaction usable.
         with session.begin_nested():
             session.add(subject)
     except IntegrityError:
-        winner = get_subject_by_external_id(session, external_id)
+        winner = get_subject_by_external_id(session, collection_id, external_id)
         if winner is None:
             raise
         return winner, False
@@ -50,25 +47,25 @@ def get_or_create_subject(
 
 
 def list_subjects(
-    session: Session, limit: int = 50, after_id: int | None = None
+    session: Session, collection_id: int, limit: int = 50, after_id: int | None = None
 ) -> tuple[list[Subject], int]:
-    """A page in id order after the cursor ``after_id``, and the total count.
+    """A page of the collection's subjects in id order after the cursor ``after_id``, and their count.
 
     A keyset cursor (the last item's id) rather than an offset, so deletes
     between pages neither skip nor repeat subjects.
     """
-    query = select(Subject).order_by(Subject.id).limit(limit)
+    query = select(Subject).where(Subject.collection_id == collection_id).order_by(Subject.id).limit(limit)
     if after_id is not None:
         query = query.where(Subject.id > after_id)
-    return list(session.scalars(query)), count_subjects(session)
+    return list(session.scalars(query)), count_subjects(session, collection_id)
 
 
 def update_subject(
     session: Session,
     subject: Subject,
     *,
-    name: str | None | _Unset = UNSET,
-    metadata: dict[str, Any] | _Unset = UNSET,
+    name: str | None | Unset = UNSET,
+    metadata: dict[str, Any] | Unset = UNSET,
 ) -> Subject:
     if name is not UNSET:
         subject.name = name
@@ -87,15 +84,19 @@ def delete_subject(session: Session, subject: Subject) -> list[int]:
     """
     lock_change_log(session)
     face_ids = list(session.scalars(select(Face.id).where(Face.subject_id == subject.id).order_by(Face.id)))
-    record_changes(session, "remove", [(face_id, subject.id) for face_id in face_ids])
+    record_changes(session, "remove", subject.collection_id, [(face_id, subject.id) for face_id in face_ids])
     session.execute(delete(Face).where(Face.subject_id == subject.id))
     session.delete(subject)
     session.flush()
     return face_ids
 
 
-def count_subjects(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Subject)) or 0
+def count_subjects(session: Session, collection_id: int | None = None) -> int:
+    """Subjects of one collection, or of all when ``collection_id`` is None."""
+    query = select(func.count()).select_from(Subject)
+    if collection_id is not None:
+        query = query.where(Subject.collection_id == collection_id)
+    return session.scalar(query) or 0
 
 
 def face_counts(session: Session, subject_ids: Iterable[int]) -> dict[int, int]:

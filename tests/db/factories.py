@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
+from app.db.collections import get_collection
 from app.db.faces import add_face
-from app.db.models import Face, Subject
+from app.db.models import DEFAULT_COLLECTION, Face, Subject
 
 MODEL = "dlib-resnet-v1"
 
@@ -22,6 +23,13 @@ def unit_vector(seed: int, dim: int = 128) -> npt.NDArray[np.float32]:
 
 def sha256(image: bytes) -> str:
     return hashlib.sha256(image).hexdigest()
+
+
+def default_id(session: Session) -> int:
+    """The id of the collection ``default``, which the migration creates."""
+    collection = get_collection(session, DEFAULT_COLLECTION)
+    assert collection is not None, "the migration creates the default collection"
+    return collection.id
 
 
 def add_test_face(session: Session, subject: Subject, **options: Any) -> Face:

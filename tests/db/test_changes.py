@@ -12,12 +12,12 @@ from app.db.faces import count_faces, delete_face
 from app.db.models import ChangeLog, Face
 from app.db.session import begin_write, create_engine_for, make_session_factory, upgrade_database
 from app.db.subjects import get_or_create_subject
-from tests.db.factories import add_test_face, store_test_face
+from tests.db.factories import add_test_face, default_id, store_test_face
 
 
 def test_every_add_and_remove_advances_the_counter_in_order(session: Session) -> None:
     start = current_change_seq(session)
-    subject, _ = get_or_create_subject(session, "frank")
+    subject, _ = get_or_create_subject(session, default_id(session), "frank")
     first = add_test_face(session, subject, image=b"1")
     after_first = current_change_seq(session)
     second = add_test_face(session, subject, image=b"2")
@@ -39,7 +39,7 @@ def test_every_add_and_remove_advances_the_counter_in_order(session: Session) ->
 
 
 def test_a_duplicate_writes_no_change(session: Session) -> None:
-    subject, _ = get_or_create_subject(session, "gina")
+    subject, _ = get_or_create_subject(session, default_id(session), "gina")
     first = add_test_face(session, subject, image=b"same")
     seq = current_change_seq(session)
     again, added = store_test_face(session, subject, image=b"same")
@@ -52,7 +52,7 @@ def test_rollback_leaves_neither_face_nor_change(engine: Engine) -> None:
     with factory() as session:
         seq = current_change_seq(session)
         faces = count_faces(session)
-        subject, _ = get_or_create_subject(session, "rolled-back")
+        subject, _ = get_or_create_subject(session, default_id(session), "rolled-back")
         face = add_test_face(session, subject)
         assert face is not None
         assert current_change_seq(session) > seq
@@ -77,7 +77,7 @@ def test_concurrent_writers_commit_in_seq_order(empty_db_url: str) -> None:
             with factory() as session:
                 barrier.wait()
                 begin_write(session)
-                subject, was_created = get_or_create_subject(session, "crowd")
+                subject, was_created = get_or_create_subject(session, default_id(session), "crowd")
                 add_test_face(session, subject, seed=number, image=f"photo-{number}".encode())
                 session.commit()
                 created.append(was_created)

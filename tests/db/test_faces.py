@@ -15,12 +15,12 @@ from app.db.faces import (
     load_embeddings,
 )
 from app.db.subjects import get_or_create_subject
-from tests.db.factories import MODEL, add_test_face, store_test_face, unit_vector
+from tests.db.factories import MODEL, add_test_face, default_id, store_test_face, unit_vector
 
 
 def test_same_image_twice_for_a_subject_is_one_template(session: Session) -> None:
-    alice, _ = get_or_create_subject(session, "alice")
-    bob, _ = get_or_create_subject(session, "bob")
+    alice, _ = get_or_create_subject(session, default_id(session), "alice")
+    bob, _ = get_or_create_subject(session, default_id(session), "bob")
     first, added = store_test_face(session, alice, image=b"group-photo")
     assert added
     again, added = store_test_face(session, alice, seed=1, image=b"group-photo")
@@ -28,15 +28,15 @@ def test_same_image_twice_for_a_subject_is_one_template(session: Session) -> Non
     assert store_test_face(session, bob, image=b"group-photo")[1]
     assert store_test_face(session, alice, image=b"group-photo", model_name="other-model")[1]
     assert [face.id for face in list_faces(session, alice.id)] == [first.id, first.id + 2]
-    assert count_faces(session, MODEL) == 2
+    assert count_faces(session, model_name=MODEL) == 2
     assert count_faces(session) == 3
 
 
 def test_stored_face_reads_back_exactly(session: Session) -> None:
-    subject, _ = get_or_create_subject(session, "carol")
+    subject, _ = get_or_create_subject(session, default_id(session), "carol")
     face = add_test_face(session, subject, seed=5, crop=b"\x89PNG fake crop")
     session.expunge_all()
-    reread = get_face_by_public_id(session, face.public_id)
+    reread = get_face_by_public_id(session, default_id(session), face.public_id)
     assert reread is not None
     assert len(reread.public_id) == 32
     assert reread.embedding_dim == 128
@@ -48,7 +48,7 @@ def test_stored_face_reads_back_exactly(session: Session) -> None:
 
 
 def test_rebuild_reads_every_template_of_one_model(session: Session) -> None:
-    subjects = [get_or_create_subject(session, f"s{number}")[0] for number in range(3)]
+    subjects = [get_or_create_subject(session, default_id(session), f"s{number}")[0] for number in range(3)]
     expected = {}
     for seed in range(10):
         subject = subjects[seed % 3]
@@ -56,13 +56,13 @@ def test_rebuild_reads_every_template_of_one_model(session: Session) -> None:
         expected[face.id] = (subject.id, unit_vector(seed))
     add_test_face(session, subjects[0], image=b"img0", model_name="another-model", dim=512)
 
-    batches = list(iter_embedding_batches(session, MODEL, batch_size=4))
+    batches = list(iter_embedding_batches(session, default_id(session), MODEL, batch_size=4))
     assert [len(batch.face_ids) for batch in batches] == [4, 4, 2]
     ids = np.concatenate([batch.face_ids for batch in batches])
     assert ids.tolist() == sorted(expected)
     for batch in batches:
         assert batch.vectors.dtype == np.float32 and batch.vectors.shape[1] == 128
-    rows = list(iter_embeddings(session, MODEL, batch_size=3))
+    rows = list(iter_embeddings(session, default_id(session), MODEL, batch_size=3))
     assert len(rows) == 10
     for face_id, subject_id, vector in rows:
         assert subject_id == expected[face_id][0]
@@ -70,7 +70,7 @@ def test_rebuild_reads_every_template_of_one_model(session: Session) -> None:
 
 
 def test_followers_load_only_faces_that_still_exist(session: Session) -> None:
-    subject, _ = get_or_create_subject(session, "dave")
+    subject, _ = get_or_create_subject(session, default_id(session), "dave")
     kept = add_test_face(session, subject, image=b"a")
     gone = add_test_face(session, subject, image=b"b")
     gone_id = gone.id
@@ -82,7 +82,7 @@ def test_followers_load_only_faces_that_still_exist(session: Session) -> None:
 
 
 def test_a_deleted_face_id_is_never_handed_out_again(session: Session) -> None:
-    subject, _ = get_or_create_subject(session, "erin")
+    subject, _ = get_or_create_subject(session, default_id(session), "erin")
     newest = add_test_face(session, subject, image=b"first")
     old_id = newest.id
     delete_face(session, newest)

@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session
 from app.db.models import Base
 from app.db.session import MigrationsNotFound, create_engine_for, upgrade_database
 from app.db.stored_settings import get_setting, set_setting
+from tests.db.factories import default_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+HEAD = "0003"  # the newest migration
 
 
 def _schema_diff(url: str) -> list[object]:
@@ -41,7 +43,7 @@ def _version(url: str) -> str | None:
 def test_upgrade_builds_the_models_schema(empty_db_url: str) -> None:
     upgrade_database(empty_db_url)
     assert _schema_diff(empty_db_url) == []
-    assert _version(empty_db_url) == "0002"
+    assert _version(empty_db_url) == HEAD
 
 
 def test_upgrade_twice_changes_nothing_and_keeps_data(empty_db_url: str) -> None:
@@ -49,14 +51,14 @@ def test_upgrade_twice_changes_nothing_and_keeps_data(empty_db_url: str) -> None
     engine = create_engine_for(empty_db_url)
     try:
         with Session(engine) as session, session.begin():
-            set_setting(session, "identify.threshold", 0.42)
+            set_setting(session, default_id(session), "identify.threshold", 0.42)
         upgrade_database(empty_db_url)
         with Session(engine) as session:
-            assert get_setting(session, "identify.threshold") == 0.42
+            assert get_setting(session, default_id(session), "identify.threshold") == 0.42
     finally:
         engine.dispose()
     assert _schema_diff(empty_db_url) == []
-    assert _version(empty_db_url) == "0002"
+    assert _version(empty_db_url) == HEAD
 
 
 def test_integer_ids_are_never_reused_on_sqlite(empty_db_url: str) -> None:
@@ -100,7 +102,7 @@ def test_alembic_command_line_upgrades_too(empty_db_url: str) -> None:
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    assert _version(empty_db_url) == "0002"
+    assert _version(empty_db_url) == HEAD
     assert _schema_diff(empty_db_url) == []
 
 

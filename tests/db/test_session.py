@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.core.settings import Settings
 from app.db.session import database_url, normalise_url
 from app.db.subjects import get_or_create_subject, get_subject_by_external_id
+from tests.db.factories import default_id
 
 
 class _SettingsWithUrl(Settings):
@@ -46,10 +47,10 @@ def test_sqlite_runs_in_wal_with_foreign_keys_and_a_busy_timeout(engine: Engine)
 
 
 def test_timestamps_come_back_in_utc(session: Session) -> None:
-    subject, _ = get_or_create_subject(session, "utc")
+    subject, _ = get_or_create_subject(session, default_id(session), "utc")
     written = subject.created_at
     session.expunge_all()
-    reread = get_subject_by_external_id(session, "utc")
+    reread = get_subject_by_external_id(session, default_id(session), "utc")
     assert reread is not None
     assert reread.created_at.tzinfo is not None
     assert reread.created_at.utcoffset() == timezone.utc.utcoffset(None)

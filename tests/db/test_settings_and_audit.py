@@ -6,16 +6,20 @@ from sqlalchemy.orm import Session
 
 from app.db.audit import list_audit, write_audit
 from app.db.stored_settings import all_settings, get_setting, set_setting
+from tests.db.factories import default_id
 
 
 def test_settings_round_trip_and_overwrite(session: Session) -> None:
-    assert get_setting(session, "verify.threshold", 0.5) == 0.5
-    set_setting(session, "verify.threshold", 0.61)
-    set_setting(session, "identify", {"threshold": 0.55, "top_k": 5})
-    set_setting(session, "verify.threshold", 0.63)
+    assert get_setting(session, default_id(session), "verify.threshold", 0.5) == 0.5
+    set_setting(session, default_id(session), "verify.threshold", 0.61)
+    set_setting(session, default_id(session), "identify", {"threshold": 0.55, "top_k": 5})
+    set_setting(session, default_id(session), "verify.threshold", 0.63)
     session.expire_all()
-    assert get_setting(session, "verify.threshold") == 0.63
-    assert all_settings(session) == {"identify": {"threshold": 0.55, "top_k": 5}, "verify.threshold": 0.63}
+    assert get_setting(session, default_id(session), "verify.threshold") == 0.63
+    assert all_settings(session, default_id(session)) == {
+        "identify": {"threshold": 0.55, "top_k": 5},
+        "verify.threshold": 0.63,
+    }
 
 
 def test_audit_lists_newest_first_in_pages(session: Session) -> None:
