@@ -186,9 +186,10 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from app.services.keys import create_key
 
     with _database_session(args) as session:
-        created = create_key(session, args.role, args.name, actor="cli")
+        created = create_key(session, args.role, args.name, actor="cli", collections=args.collection)
         session.commit()
-    print(f"{args.role} key {created.prefix}… created; it is shown only now:")
+    scope = f" for {', '.join(created.collections)}" if created.collections is not None else ""
+    print(f"{args.role} key {created.prefix}…{scope} created; it is shown only now:")
     print(created.key)
     return 0
 
@@ -198,11 +199,12 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
     with _database_session(args) as session:
         keys = list_keys(session, include_revoked=args.all)
-    print(f"{'PREFIX':<14}{'ROLE':<8}{'CREATED':<22}{'LAST USED':<22}{'REVOKED':<22}NAME")
+    print(f"{'PREFIX':<14}{'ROLE':<8}{'CREATED':<22}{'LAST USED':<22}{'REVOKED':<22}{'COLLECTIONS':<24}NAME")
     for key in keys:
+        reach = "all" if key.collections is None else ",".join(key.collections) or "(none left)"
         print(
             f"{key.prefix:<14}{key.role:<8}{_when(key.created_at):<22}{_when(key.last_used_at):<22}"
-            f"{_when(key.revoked_at):<22}{key.name}"
+            f"{_when(key.revoked_at):<22}{reach:<24}{key.name}"
         )
     return 0
 
@@ -314,6 +316,12 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     create = keys.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--role", choices=["client", "admin"], required=True)
     create.add_argument("--name", default="", help="who or what the key is for")
+    create.add_argument(
+        "--collection",
+        action="append",
+        metavar="ID",
+        help="a client key may use only this collection (repeat for several; default: every collection)",
+    )
     create.set_defaults(func=cmd_keys_create)
     listing = keys.add_parser("list", help="list keys (never the keys themselves)")
     listing.add_argument("--all", action="store_true", help="include revoked keys")

@@ -12,9 +12,20 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
+from app.api.deps import collection_target
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodySizeLimit, RequestMetrics
-from app.api.routes import admin, admin_evaluations, admin_page, enroll, keys, recognition, subjects, system
+from app.api.routes import (
+    admin,
+    admin_evaluations,
+    admin_page,
+    collections,
+    enroll,
+    keys,
+    recognition,
+    subjects,
+    system,
+)
 from app.core.logging import configure_logging
 from app.core.settings import Settings, get_settings
 from app.pipeline.face_pipeline import FacePipeline
@@ -55,6 +66,20 @@ def create_app(settings: Settings | None = None, *, pipeline: FacePipeline | Non
     # Added last = outermost: the size limit sees the body before anything else reads it.
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    for module in (enroll, recognition, subjects, keys, admin, admin_evaluations, system, admin_page):
+    for module in (collections, keys, system, admin_page):
         app.include_router(module.router)
+    app.include_router(admin.jobs_router)
+    include_gallery_routes(app)
     return app
+
+
+def include_gallery_routes(app: FastAPI) -> None:
+    """Every gallery route twice: unprefixed for ``default``, and under its collection's path."""
+    for from_path, prefix in ((False, ""), (True, "/collections/{collection_id}")):
+        client = collection_target("client", from_path=from_path)
+        admin_target = collection_target("admin", from_path=from_path)
+        for module in (enroll, recognition, subjects):
+            app.include_router(module.build(client), prefix=prefix)
+        admin_prefix = "/admin/collections/{collection_id}" if from_path else "/admin"
+        app.include_router(admin.build(admin_target), prefix=admin_prefix)
+        app.include_router(admin_evaluations.build(admin_target), prefix=admin_prefix)

@@ -9,6 +9,7 @@ from pathlib import Path
 from service_cache import EmbeddingCache
 
 from app.core.settings import Settings
+from app.db.collections import ensure_default_collection
 from app.db.faces import add_face
 from app.db.session import (
     begin_write,
@@ -89,8 +90,9 @@ def insert_gallery(data_dir: Path, workload: Workload, cache: EmbeddingCache) ->
     try:
         with make_session_factory(engine)() as session:
             begin_write(session)
+            default = ensure_default_collection(session, cache.model.name)
             for person, images in itertools.groupby(workload.gallery, key=lambda p: p.parent.name):
-                subject, _ = get_or_create_subject(session, person, person.replace("_", " "))
+                subject, _ = get_or_create_subject(session, default.id, person, person.replace("_", " "))
                 for path in images:
                     record = cache.get(path)
                     x1, y1, x2, y2 = (float(v) for v in record.box)

@@ -1,17 +1,50 @@
-"""Dependencies shared by the routers: the loaded services, the request's transaction, the caller."""
+"""Dependencies shared by the routers: the loaded services, the request's transaction, the caller.
 
-from __future__ import annotations
+Gallery routes exist twice, unprefixed (acting on ``default``) and under
+``/collections/{collection_id}``; each router module builds its routes for a
+``TargetDependency`` that yields the collection and the caller. No ``from
+__future__ import annotations`` here: FastAPI reads the annotations of the
+dependencies ``collection_target`` makes, and they name its arguments.
+"""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
 from app.api.auth import require_role
+from app.db.models import DEFAULT_COLLECTION
+from app.services.collections import Target
 from app.services.container import Services
-from app.services.keys import Principal
+from app.services.keys import Principal, Role
 from app.services.transactions import discard_after_commit, run_after_commit
+
+require_client = require_role("client")
+require_admin = require_role("admin")
+_REQUIRE: dict[Role, Callable[..., Principal]] = {"client": require_client, "admin": require_admin}
+
+TargetDependency = Callable[..., Target]
+CollectionPath = Annotated[
+    str, Path(min_length=1, max_length=255, description="a collection's `collection_id`")
+]
+
+
+def collection_target(role: Role, *, from_path: bool) -> TargetDependency:
+    """A dependency naming the request's collection: the path's, or ``default``; the caller needs ``role``."""
+    if from_path:
+
+        def from_route(
+            principal: Annotated[Principal, Depends(_REQUIRE[role])], collection_id: CollectionPath
+        ) -> Target:
+            return Target(collection_id, principal)
+
+        return from_route
+
+    def default(principal: Annotated[Principal, Depends(_REQUIRE[role])]) -> Target:
+        return Target(DEFAULT_COLLECTION, principal)
+
+    return default
 
 
 def get_services(request: Request) -> Services:
@@ -42,5 +75,5 @@ def get_session(request: Request) -> Iterator[Session]:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-ClientDep = Annotated[Principal, Depends(require_role("client"))]
-AdminDep = Annotated[Principal, Depends(require_role("admin"))]
+ClientDep = Annotated[Principal, Depends(require_client)]
+AdminDep = Annotated[Principal, Depends(require_admin)]

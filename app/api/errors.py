@@ -18,11 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import (
     AppError,
+    CollectionNotFound,
     Forbidden,
     ImageTooLarge,
     InternalError,
     InvalidImage,
     MethodNotAllowed,
+    ModelUnavailable,
     NoFaceDetected,
     PayloadTooLarge,
     RouteNotFound,
@@ -40,6 +42,9 @@ _BY_STATUS: dict[int, type[AppError]] = {404: RouteNotFound, 405: MethodNotAllow
 # Every route can answer these.
 COMMON_ERRORS: tuple[type[AppError], ...] = (Unauthorized, Forbidden, ValidationFailed, PayloadTooLarge)
 IMAGE_ERRORS: tuple[type[AppError], ...] = (InvalidImage, ImageTooLarge, NoFaceDetected, UnsupportedMediaType)
+# Every route of a collection can answer the first; those that embed faces, the second too.
+COLLECTION_ERRORS: tuple[type[AppError], ...] = (CollectionNotFound,)
+EMBEDDING_ERRORS: tuple[type[AppError], ...] = (CollectionNotFound, ModelUnavailable)
 
 
 def error_responses(*errors: type[AppError], auth: bool = True) -> dict[int | str, dict[str, Any]]:

@@ -90,6 +90,49 @@ class FaceNotFound(AppError):
     status = 404
 
 
+class CollectionNotFound(AppError):
+    """No such collection, or not one the caller's key may reach (the two are not told apart)."""
+
+    code = "collection_not_found"
+    status = 404
+
+
+class InvalidCollectionId(AppError):
+    code = "invalid_collection_id"
+    status = 422
+
+
+class CollectionExists(AppError):
+    code = "collection_exists"
+    status = 409
+
+
+class CollectionProtected(AppError):
+    """The default collection always exists: it cannot be deleted."""
+
+    code = "collection_protected"
+    status = 409
+
+
+class TooManyCollections(AppError):
+    code = "too_many_collections"
+    status = 409
+
+
+class ModelNotFound(AppError):
+    """The embedder named for a collection is not installed."""
+
+    code = "model_not_found"
+    status = 422
+
+
+class ModelUnavailable(AppError):
+    """The collection's embedder is not the one this service has loaded, so it cannot embed for it."""
+
+    code = "model_unavailable"
+    status = 409
+
+
 class ApiKeyNotFound(AppError):
     code = "api_key_not_found"
     status = 404

@@ -103,11 +103,11 @@ class Metrics:
             "facerec_unhandled_errors_total", "requests that ended in a 500", registry=registry
         )
 
-        def worker_gauge(name: str, help_text: str) -> Gauge:
-            return Gauge(name, help_text, multiprocess_mode="liveall", registry=registry)
+        def worker_gauge(name: str, help_text: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, help_text, labels, multiprocess_mode="liveall", registry=registry)
 
         self.gallery_templates = worker_gauge(
-            "facerec_gallery_templates", "face templates in this worker's index"
+            "facerec_gallery_templates", "face templates in this worker's index", ("collection",)
         )
         self.index_applied_seq = worker_gauge(
             "facerec_index_applied_seq", "change-log seq this worker's index reflects"
@@ -122,9 +122,11 @@ class Metrics:
         self.gallery_subjects = Gauge(
             "facerec_gallery_subjects",
             "subjects in the database",
+            ("collection",),
             multiprocess_mode="mostrecent",
             registry=registry,
         )
+        self._collection_labels: dict[Gauge, set[str]] = {}  # the labels each gauge was last given
         self.database_change_seq = Gauge(
             "facerec_database_change_seq",
             "newest change-log seq in the database",
@@ -142,6 +144,21 @@ class Metrics:
     @property
     def multiprocess(self) -> bool:
         return self.multiprocess_dir is not None
+
+    def set_by_collection(self, gauge: Gauge, values: dict[str, float]) -> None:
+        """Set ``gauge`` per collection label; a label no longer given is removed (multiprocess: 0).
+
+        A worker's files cannot forget a label, so there a deleted
+        collection's series stays at 0 until the next start.
+        """
+        for label in self._collection_labels.get(gauge, set()) - values.keys():
+            if self.multiprocess_dir is None:
+                gauge.remove(label)
+            else:
+                gauge.labels(label).set(0)
+        for label, value in values.items():
+            gauge.labels(label).set(value)
+        self._collection_labels[gauge] = set(values)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._requests.labels(method, route, str(status)).inc()

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     # 1/N of the cores for its inference slots and ONNX threads
     # (app.pipeline.runner.inference_settings).
     worker_processes: int = Field(default=1, ge=1)
+    # Galleries one service holds; each has its own index in every worker.
+    max_collections: int = Field(default=1_000, ge=1, le=100_000)
+    # /metrics labels the gallery gauges of this many collections (the oldest);
+    # the rest are summed under collection="_other", so the series stay bounded.
+    metrics_max_collections: int = Field(default=50, ge=0, le=10_000)
     index_kind: Literal["flat", "hnsw"] = "flat"
     # None: GPU FAISS when the installed faiss sees a GPU (flat index only).
     index_use_gpu: bool | None = None

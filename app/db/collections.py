@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db.changes import lock_change_log, record_drop
 from app.db.models import (
+    DEFAULT_COLLECTION,
     ApiKeyCollection,
     Collection,
     Evaluation,
@@ -25,6 +26,30 @@ from app.db.unset import UNSET, Unset
 
 def get_collection(session: Session, external_id: str) -> Collection | None:
     return session.scalar(select(Collection).where(Collection.external_id == external_id))
+
+
+def get_collection_by_id(session: Session, collection_id: int) -> Collection | None:
+    return session.get(Collection, collection_id)
+
+
+def ensure_default_collection(session: Session, model_name: str) -> Collection:
+    """The default collection, created when missing; an empty one follows the embedder now running.
+
+    Call in a write transaction. The migration pins ``default`` to the model
+    of its templates; with none yet, it is pinned to ``model_name``.
+    """
+    collection = get_collection(session, DEFAULT_COLLECTION)
+    if collection is None:
+        created = create_collection(session, DEFAULT_COLLECTION, model_name=model_name)
+        collection = created if created is not None else get_collection(session, DEFAULT_COLLECTION)
+        assert collection is not None  # created here, or by another worker just now
+    elif (
+        collection.model_name != model_name
+        and not collection_counts(session, [collection.id])[collection.id][1]
+    ):
+        collection.model_name = model_name
+        session.flush()
+    return collection
 
 
 def create_collection(
@@ -65,6 +90,23 @@ def list_collections(
 def all_collections(session: Session) -> list[Collection]:
     """Every collection, in id order (there are at most ``max_collections``)."""
     return list(session.scalars(select(Collection).order_by(Collection.id)))
+
+
+def collection_models(session: Session, collection_ids: Ids[int]) -> dict[int, str]:
+    """The embedder of each named collection that still exists."""
+    query = select(Collection.id, Collection.model_name).where(Collection.id.in_(set(collection_ids)))
+    return {cid: model for cid, model in session.execute(query)}
+
+
+def collection_labels(session: Session, limit: int) -> dict[int, str]:
+    """The external ids of the ``limit`` oldest collections, by row id (stable as others come and go)."""
+    query = select(Collection.id, Collection.external_id).order_by(Collection.id).limit(limit)
+    return {cid: external_id for cid, external_id in session.execute(query)}
+
+
+def subjects_by_collection(session: Session) -> dict[int, int]:
+    query = select(Subject.collection_id, func.count()).group_by(Subject.collection_id)
+    return {cid: int(count) for cid, count in session.execute(query)}
 
 
 def count_collections(session: Session) -> int:

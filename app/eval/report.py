@@ -50,6 +50,7 @@ class ReportContext:
     metric: Metric
     verify_threshold: float
     identify_threshold: float
+    collection: str | None = None  # the gallery's collection, when it is one
 
 
 def verification_report(genuine: ArrayLike, impostor: ArrayLike) -> dict[str, Any]:
@@ -212,6 +213,7 @@ def build_report(
     return {
         "id": new_id("rpt"),
         "created_at": datetime.now(timezone.utc).isoformat(),
+        "collection": context.collection,
         "model": context.model_name,
         "metric": context.metric,
         "source": source,

@@ -97,6 +97,7 @@ class ReportCounts(BaseModel):
 class ReportPublic(BaseModel):
     id: str
     created_at: datetime
+    collection: str | None = Field(default=None, description="the collection reported on (null: before 0003)")
     model: str
     metric: str
     source: ReportSource
@@ -136,6 +137,7 @@ class ReportRef(BaseModel):
 
 
 class AdminStats(BaseModel):
+    collection: str
     subjects: int
     faces: int
     model: str
@@ -161,6 +163,7 @@ class ThresholdChangePublic(BaseModel):
 
 
 class ThresholdsPublic(BaseModel):
+    collection: str
     verify_threshold: float
     identify_threshold: float
     source: ThresholdSources

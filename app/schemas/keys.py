@@ -13,6 +13,11 @@ from app.schemas.common import RequestModel
 class ApiKeyCreate(RequestModel):
     role: Literal["client", "admin"]
     name: str = Field(default="", max_length=255)
+    collections: list[str] | None = Field(
+        default=None,
+        max_length=1000,
+        description="client keys only: the collections the key may use; left out, it reaches every one",
+    )
 
 
 class ApiKeyPublic(BaseModel):
@@ -22,6 +27,9 @@ class ApiKeyPublic(BaseModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    collections: list[str] | None = Field(
+        default=None, description="the collections a scoped client key may use; null: every collection"
+    )
 
 
 class ApiKeyCreated(ApiKeyPublic):

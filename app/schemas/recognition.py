@@ -53,6 +53,7 @@ class VerifyResult(BaseModel):
     matched_face_id: str | None = Field(
         default=None, description="against a subject: the template with the best similarity"
     )
+    collection: str = Field(description="the collection whose threshold (and subject) decided")
     model: ModelInfo
 
 
@@ -85,4 +86,5 @@ class IdentifiedFace(BaseModel):
 class IdentifyResult(BaseModel):
     faces: list[IdentifiedFace] = Field(description="largest face only unless all_faces")
     threshold: float
+    collection: str = Field(description="the collection searched")
     model: ModelInfo

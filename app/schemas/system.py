@@ -9,6 +9,15 @@ class HealthStatus(BaseModel):
     status: str = "ok"
 
 
+class CollectionReadiness(BaseModel):
+    collection_id: str
+    model: str
+    indexed: bool = Field(description="false: another model's collection, not searched by this service")
+    templates: int = Field(description="templates in this worker's index of the collection")
+    change_seq: int = Field(description="the collection's newest change-log seq")
+    in_step: bool = Field(description="this worker's index holds that change")
+
+
 class ReadyStatus(BaseModel):
     ready: bool
     models_loaded: bool
@@ -18,3 +27,4 @@ class ReadyStatus(BaseModel):
     index_applied_seq: int
     database_seq: int | None
     seconds_since_sync: float | None = Field(description="age of the index's last successful catch-up")
+    collections: list[CollectionReadiness] = Field(default_factory=list)

@@ -1,4 +1,4 @@
-"""The admin page's headline figures: gallery size, model, index and the thresholds in force."""
+"""The admin page's headline figures of a collection: its size, model, index and thresholds in force."""
 
 from __future__ import annotations
 
@@ -8,20 +8,25 @@ from app.db.faces import count_faces
 from app.db.reports import latest_gallery_report
 from app.db.subjects import count_subjects
 from app.schemas.admin import AdminStats, ReportRef, ThresholdPair
+from app.services.collections import Target, find_collection
 from app.services.container import Services
 from app.services.thresholds import operating_thresholds
 
 
-def admin_stats(services: Services, session: Session) -> AdminStats:
-    thresholds = operating_thresholds(session, services.default_thresholds)
-    latest = latest_gallery_report(session, services.model.name)
+def admin_stats(services: Services, session: Session, target: Target) -> AdminStats:
+    """The collection's figures; its model's metric and size when that model is the one loaded."""
+    collection = find_collection(session, target)
+    thresholds = operating_thresholds(session, collection.id, services.default_thresholds)
+    latest = latest_gallery_report(session, collection.id, collection.model_name)
+    loaded = collection.model_name == services.model.name
     return AdminStats(
-        subjects=count_subjects(session),
-        faces=count_faces(session, services.model.name),
-        model=services.model.name,
-        metric=services.pipeline.metric,
-        embedding_size=services.model.embedding_size or 0,
-        index_size=services.index.index.ntotal,
+        collection=collection.external_id,
+        subjects=count_subjects(session, collection.id),
+        faces=count_faces(session, collection.id, collection.model_name),
+        model=collection.model_name,
+        metric=services.pipeline.metric if loaded else "unknown",
+        embedding_size=(services.model.embedding_size or 0) if loaded else 0,
+        index_size=services.index.index_of(collection.id).ntotal if loaded else 0,
         thresholds=ThresholdPair(verify=thresholds.verify, identify=thresholds.identify),
         last_report=ReportRef(id=latest.id, created_at=latest.created_at) if latest is not None else None,
     )

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.core.logging import log_event
 from app.core.prometheus import Metrics
 from app.core.settings import Settings
+from app.db.collections import all_collections, ensure_default_collection
 from app.db.session import (
     begin_write,
     create_engine_for,
@@ -56,15 +57,20 @@ class Services:
 
 
 def initialise_database(
-    session_factory: Callable[[], Session], settings: Settings, defaults: OperatingThresholds
+    session_factory: Callable[[], Session], settings: Settings, model_name: str, defaults: OperatingThresholds
 ) -> str | None:
-    """Seed the operating thresholds and the first admin key; returns a new key's plaintext.
+    """The default collection, every collection's operating thresholds and the first admin key.
 
-    Idempotent: a second worker, or a restart, finds both done.
+    Returns a new admin key's plaintext. Idempotent: a second worker, or a
+    restart, finds it all done. Thresholds are seeded for the collections of
+    the embedder now running (``model_name``), whose manifest gave ``defaults``.
     """
     with session_factory() as session:
         begin_write(session)
-        seed_thresholds(session, defaults)
+        ensure_default_collection(session, model_name)
+        for collection in all_collections(session):
+            if collection.model_name == model_name:
+                seed_thresholds(session, collection.id, defaults)
         plaintext = ensure_first_admin_key(session, settings)
         session.commit()
     return plaintext
@@ -87,7 +93,7 @@ def prepare_database(settings: Settings) -> str | None:
     manifest = load_manifest(settings.models_dir / settings.embedder, verify=False)
     _, engine, session_factory = open_database(settings)
     try:
-        return initialise_database(session_factory, settings, default_thresholds(manifest))
+        return initialise_database(session_factory, settings, manifest.name, default_thresholds(manifest))
     finally:
         engine.dispose()
 
@@ -112,7 +118,7 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
         pipeline = FacePipeline.from_settings(pipeline_settings)
     manifest = pipeline.model
     defaults = default_thresholds(manifest)
-    plaintext = initialise_database(session_factory, settings, defaults)
+    plaintext = initialise_database(session_factory, settings, manifest.name, defaults)
     if plaintext is not None:
         announce_admin_key(plaintext)
     if manifest.embedding_size is None:

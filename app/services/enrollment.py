@@ -23,6 +23,7 @@ from app.db.subjects import UNSET, face_counts, get_or_create_subject, update_su
 from app.pipeline.face_pipeline import Face, FaceQuality
 from app.pipeline.runner import encode_crop
 from app.schemas.enroll import DuplicateImage, EnrolledFace, EnrollRequest, EnrollResult, RejectedImage
+from app.services.collections import Target, embedding_collection
 from app.services.container import Services
 from app.services.subjects import face_public, subject_public
 from app.services.transactions import after_commit, begin_gallery_write
@@ -42,7 +43,11 @@ class _Accepted:
     crop_png: bytes | None  # encoded before the write lock is taken
 
 
-def enroll(services: Services, session: Session, request: EnrollRequest, actor: str) -> EnrollResult:
+def enroll(services: Services, session: Session, target: Target, request: EnrollRequest) -> EnrollResult:
+    # Checked before the (long) inference, in a session of its own: the request's
+    # transaction must begin with the write lock, below.
+    with services.session_factory() as peek:
+        embedding_collection(services, peek, target)
     accepted, rejected = _screen(services, request.images)
     if not accepted:
         first = rejected[0]
@@ -53,7 +58,10 @@ def enroll(services: Services, session: Session, request: EnrollRequest, actor: 
 
     # Inference is done: only now take the write lock, and hold it briefly.
     begin_gallery_write(session)
-    subject, created = get_or_create_subject(session, request.subject_id, request.name, request.metadata)
+    collection = embedding_collection(services, session, target)  # it may have gone meanwhile
+    subject, created = get_or_create_subject(
+        session, collection.id, request.subject_id, request.name, request.metadata
+    )
     if not created and (request.name is not None or request.metadata is not None):
         update_subject(
             session,
@@ -89,14 +97,16 @@ def enroll(services: Services, session: Session, request: EnrollRequest, actor: 
         after_commit(session, services.index.catch_up)
     write_audit(
         session,
-        actor,
+        target.actor,
         "subject.enroll",
         subject.external_id,
         {"faces": len(faces), "duplicates": len(duplicates), "rejected": len(rejected), "created": created},
+        collection_id=collection.id,
     )
     log_event(
         logger,
         "enroll",
+        collection=collection.external_id,
         subject=subject.external_id,
         created=created,
         faces=len(faces),

@@ -32,6 +32,7 @@ from app.eval.template_pairs import ProgressFn
 from app.pipeline.similarity import pairwise_similarity
 from app.schemas.admin import EvaluationList, EvaluationPublic, EvaluationSummary, ReportPublic
 from app.services.archive import EvaluationSet, unpack_evaluation
+from app.services.collections import Target, embedding_collection, find_collection
 from app.services.container import Services
 from app.services.gallery_report import context_of
 from app.services.jobs import expire_if_stale, start_after_commit
@@ -43,23 +44,29 @@ EMBED_CHUNK = 32
 
 
 def create_evaluation(
-    services: Services, session: Session, upload: IO[bytes], name: str | None, actor: str
+    services: Services, session: Session, target: Target, upload: IO[bytes], name: str | None
 ) -> EvaluationSummary:
-    """Unpack and check the upload now (bad input is a 400), then embed and report in the background."""
+    """Unpack and check the upload now (bad input is a 400), then embed and report in the background.
+
+    The set is embedded with the collection's model and reported on at its thresholds.
+    """
+    actor = target.actor
     folder = Path(tempfile.mkdtemp(prefix="facerec-eval-"))
     try:
         evaluation_set = unpack_evaluation(upload, folder)
         begin_write(session)
+        collection = embedding_collection(services, session, target)
         evaluation = add_evaluation(
             session,
             new_id("ev"),
             name or "evaluation",
+            collection_id=collection.id,
             total=len(evaluation_set.images),
             identities=evaluation_set.identities,
             pairs_source="pairs.txt" if evaluation_set.pairs is not None else "all",
             actor=actor,
         )
-        context = context_of(services, session)
+        context = context_of(services, session, collection)
         write_audit(
             session,
             actor,
@@ -70,14 +77,15 @@ def create_evaluation(
                 "identities": evaluation.identities,
                 "pairs": evaluation.pairs_source,
             },
+            collection_id=collection.id,
         )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    evaluation_id = evaluation.id
+    evaluation_id, collection_id = evaluation.id, collection.id
 
     def work(progress: ProgressFn) -> dict[str, Any]:
-        return _evaluate(services, context, evaluation_id, evaluation_set, progress)
+        return _evaluate(services, context, collection_id, evaluation_id, evaluation_set, progress)
 
     def delete_images() -> None:
         shutil.rmtree(folder, ignore_errors=True)
@@ -96,6 +104,7 @@ def create_evaluation(
 def _evaluate(
     services: Services,
     context: ReportContext,
+    collection_id: int,
     evaluation_id: str,
     evaluation_set: EvaluationSet,
     progress: ProgressFn,
@@ -149,6 +158,7 @@ def _evaluate(
                 body["id"],
                 "evaluation",
                 body,
+                collection_id=collection_id,
                 model_name=context.model_name,
                 evaluation_id=evaluation_id,
             )
@@ -164,17 +174,18 @@ def _record(services: Services, evaluation_id: str, **fields: Any) -> None:
         session.commit()
 
 
-def evaluation_or_404(session: Session, evaluation_id: str) -> Evaluation:
-    evaluation = get_evaluation(session, evaluation_id)
+def evaluation_or_404(session: Session, target: Target, evaluation_id: str) -> Evaluation:
+    """The collection's evaluation; one of another collection is not found."""
+    evaluation = get_evaluation(session, find_collection(session, target).id, evaluation_id)
     if evaluation is None:
         raise EvaluationNotFound(f"no evaluation {evaluation_id!r}", {"evaluation_id": evaluation_id})
     return evaluation
 
 
-def current_evaluation(session: Session, evaluation_id: str) -> EvaluationPublic:
+def current_evaluation(session: Session, target: Target, evaluation_id: str) -> EvaluationPublic:
     """The evaluation with its report, as a status request should see it: an abandoned job shows as failed."""
     begin_write(session)
-    evaluation = evaluation_or_404(session, evaluation_id)
+    evaluation = evaluation_or_404(session, target, evaluation_id)
     expire_if_stale(evaluation)
     report = evaluation_report(session, evaluation)
     return EvaluationPublic(
@@ -187,9 +198,9 @@ def evaluation_report(session: Session, evaluation: Evaluation) -> Report | None
     return get_report(session, evaluation.report_id) if evaluation.report_id else None
 
 
-def all_evaluations(session: Session) -> EvaluationList:
+def all_evaluations(session: Session, target: Target) -> EvaluationList:
     begin_write(session)
-    evaluations = list_evaluations(session)
+    evaluations = list_evaluations(session, find_collection(session, target).id)
     for evaluation in evaluations:
         expire_if_stale(evaluation)
     items = [evaluation_summary(evaluation) for evaluation in evaluations]
@@ -200,10 +211,12 @@ def evaluation_summary(evaluation: Evaluation) -> EvaluationSummary:
     return EvaluationSummary.model_validate(evaluation, from_attributes=True)
 
 
-def remove_evaluation(session: Session, evaluation_id: str, actor: str) -> None:
+def remove_evaluation(session: Session, target: Target, evaluation_id: str) -> None:
     begin_write(session)
-    evaluation = evaluation_or_404(session, evaluation_id)
+    evaluation = evaluation_or_404(session, target, evaluation_id)
     if evaluation.report_id:
         delete_report(session, evaluation.report_id)
     delete_evaluation(session, evaluation)
-    write_audit(session, actor, "evaluation.delete", evaluation_id)
+    write_audit(
+        session, target.actor, "evaluation.delete", evaluation_id, collection_id=evaluation.collection_id
+    )

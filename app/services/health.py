@@ -12,8 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.logging import log_event
 from app.db.changes import current_change_seq
-from app.db.subjects import count_subjects
-from app.schemas.system import ReadyStatus
+from app.db.collections import all_collections, collection_labels, subjects_by_collection
+from app.db.models import Collection
+from app.schemas.system import CollectionReadiness, ReadyStatus
 
 if TYPE_CHECKING:
     # Only for annotations: the container imports this module to start the refresher.
@@ -23,30 +24,50 @@ logger = logging.getLogger(__name__)
 
 # The index counts as in step while its follower caught up this recently.
 MIN_STALE_AFTER_S = 5.0
+# The label of the gallery gauges summed over the collections past ``metrics_max_collections``.
+OTHER_COLLECTIONS = "_other"
 # In multiprocess mode a scrape shows another worker's gauges at most this old.
 GAUGE_REFRESH_INTERVAL_S = 1.0
 
 
 def readiness(services: Services) -> ReadyStatus:
+    """Ready: the database answers, and every collection's index holds its newest change, recently."""
     database_seq: int | None = None
+    collections: list[Collection] = []
     try:
         with services.session_factory() as session:
             database_seq = current_change_seq(session)
+            collections = all_collections(session)
     except SQLAlchemyError as error:
         log_event(logger, "ready.database_unreachable", logging.WARNING, error=type(error).__name__)
     follower = services.index
     age = follower.seconds_since_sync()
     stale_after = max(MIN_STALE_AFTER_S, 10 * services.settings.index_sync_interval_s)
-    in_step = database_seq is not None and age is not None and age <= stale_after
+    fresh = database_seq is not None and age is not None and age <= stale_after
+    templates = follower.templates_by_collection()
+    model = services.model.name
+    states = [
+        CollectionReadiness(
+            collection_id=collection.external_id,
+            model=collection.model_name,
+            indexed=collection.model_name == model,
+            templates=templates.get(collection.id, 0),
+            change_seq=collection.change_seq,
+            in_step=fresh and collection.change_seq <= follower.applied_seq,
+        )
+        for collection in collections
+    ]
+    in_step = fresh and all(state.in_step for state in states if state.indexed)
     return ReadyStatus(
         ready=database_seq is not None and in_step,
         models_loaded=True,
         database=database_seq is not None,
         index_in_step=in_step,
-        index_templates=follower.index.ntotal,
-        index_applied_seq=follower.index.applied_seq,
+        index_templates=sum(templates.values()),
+        index_applied_seq=follower.applied_seq,
         database_seq=database_seq,
         seconds_since_sync=None if age is None else round(age, 3),
+        collections=states,
     )
 
 
@@ -61,8 +82,7 @@ def refresh_gauges(services: Services, *, include_subjects: bool = True) -> None
     """
     metrics = services.metrics
     follower = services.index
-    metrics.gallery_templates.set(follower.index.ntotal)
-    metrics.index_applied_seq.set(follower.index.applied_seq)
+    metrics.index_applied_seq.set(follower.applied_seq)
     metrics.inference_workers.set(services.inference.workers)
     metrics.uptime_seconds.set(time.monotonic() - services.started_at)
     age = follower.seconds_since_sync()
@@ -70,14 +90,27 @@ def refresh_gauges(services: Services, *, include_subjects: bool = True) -> None
     try:
         with services.session_factory() as session:
             database_seq = current_change_seq(session)
-            subjects = count_subjects(session) if include_subjects else None
+            labels = collection_labels(session, services.settings.metrics_max_collections)
+            subjects = subjects_by_collection(session) if include_subjects else None
     except SQLAlchemyError:
         metrics.index_sync_lag_changes.set(math.nan)
         return
     metrics.database_change_seq.set(database_seq)
-    metrics.index_sync_lag_changes.set(max(0, database_seq - follower.index.applied_seq))
+    metrics.index_sync_lag_changes.set(max(0, database_seq - follower.applied_seq))
+    metrics.set_by_collection(
+        metrics.gallery_templates, _labelled(follower.templates_by_collection(), labels)
+    )
     if subjects is not None:
-        metrics.gallery_subjects.set(subjects)
+        metrics.set_by_collection(metrics.gallery_subjects, _labelled(subjects, labels))
+
+
+def _labelled(per_collection: dict[int, int], labels: dict[int, str]) -> dict[str, float]:
+    """Values by collection id → by label, the collections past the labelled ones summed as ``_other``."""
+    out: dict[str, float] = dict.fromkeys(labels.values(), 0.0)
+    for collection_id, value in per_collection.items():
+        label = labels.get(collection_id, OTHER_COLLECTIONS)
+        out[label] = out.get(label, 0.0) + value
+    return out
 
 
 def metrics_exposition(services: Services) -> bytes:

@@ -19,14 +19,17 @@ from typing import Literal, Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.core.errors import ApiKeyNotFound, Unauthorized, ValidationFailed
+from app.core.errors import ApiKeyNotFound, CollectionNotFound, Unauthorized, ValidationFailed
 from app.core.logging import log_event
 from app.core.settings import Settings
 from app.db.audit import SYSTEM_ACTOR, write_audit
 from app.db.base import utcnow
+from app.db.collections import get_collection
 from app.db.keys import (
     create_api_key,
     get_api_key,
+    key_collection_ids,
+    key_collection_names,
     list_api_keys,
     lookup_api_key,
     mark_api_key_used,
@@ -51,6 +54,11 @@ Role = Literal["client", "admin"]
 class Principal:
     role: Role
     actor: str  # what the audit log records: a key's display prefix, "env-admin-key" or "anonymous"
+    # The collections (by row id) a scoped client key may reach; None: every collection.
+    collections: frozenset[int] | None = None
+
+    def reaches(self, collection_id: int) -> bool:
+        return self.collections is None or collection_id in self.collections
 
 
 class AuthContext(Protocol):
@@ -72,7 +80,8 @@ def authenticate(context: AuthContext, plaintext: str | None) -> Principal:
         key = lookup_api_key(session, plaintext)
         if key is None:
             raise Unauthorized("the API key is not valid (unknown or revoked)")
-        principal = Principal("admin" if key.role == "admin" else "client", key.prefix)
+        scope = key_collection_ids(session, key.id) if key.scoped else None
+        principal = Principal("admin" if key.role == "admin" else "client", key.prefix, scope)
         stale = key.last_used_at is None or utcnow() - key.last_used_at >= LAST_USED_INTERVAL
         key_id = key.id
     if stale:
@@ -114,19 +123,49 @@ def ensure_first_admin_key(session: Session, settings: Settings) -> str | None:
     return plaintext
 
 
-def create_key(session: Session, role: ApiKeyRole, name: str, actor: str) -> ApiKeyCreated:
-    """A new key; the response is the only place its plaintext ever appears."""
+def create_key(
+    session: Session, role: ApiKeyRole, name: str, actor: str, collections: list[str] | None = None
+) -> ApiKeyCreated:
+    """A new key; the response is the only place its plaintext ever appears.
+
+    ``collections``: the only collections a client key may reach (None: every one).
+    """
     begin_write(session)
     if role not in ("client", "admin"):
         raise ValidationFailed(f"role must be client or admin, not {role!r}", {"role": role})
-    key, plaintext = create_api_key(session, role, name)
-    write_audit(session, actor, "api_key.create", key.prefix, {"role": role, "name": name})
-    log_event(logger, "api_key.created", prefix=key.prefix, role=role, actor=actor)
-    return ApiKeyCreated(**key_public(key).model_dump(), key=plaintext)
+    if collections is not None and role == "admin":
+        raise ValidationFailed("an admin key reaches every collection; only client keys take a list")
+    scope = None if collections is None else _collection_ids(session, collections)
+    key, plaintext = create_api_key(session, role, name, scope)
+    write_audit(
+        session,
+        actor,
+        "api_key.create",
+        key.prefix,
+        {
+            "role": role,
+            "name": name,
+            "collections": None if collections is None else sorted(set(collections)),
+        },
+    )
+    log_event(logger, "api_key.created", prefix=key.prefix, role=role, actor=actor, scoped=key.scoped)
+    return ApiKeyCreated(**key_public(session, key).model_dump(), key=plaintext)
+
+
+def _collection_ids(session: Session, names: list[str]) -> list[int]:
+    ids = []
+    for name in sorted(set(names)):
+        collection = get_collection(session, name)
+        if collection is None:
+            raise CollectionNotFound(f"no collection {name!r}", {"collection_id": name})
+        ids.append(collection.id)
+    return ids
 
 
 def list_keys(session: Session, include_revoked: bool = False) -> list[ApiKeyPublic]:
-    return [key_public(key) for key in list_api_keys(session, include_revoked=include_revoked)]
+    keys = list_api_keys(session, include_revoked=include_revoked)
+    scopes = key_collection_names(session, [key.id for key in keys if key.scoped])
+    return [_public(key, scopes.get(key.id, []) if key.scoped else None) for key in keys]
 
 
 def revoke_key(session: Session, prefix: str, actor: str) -> ApiKeyPublic:
@@ -144,8 +183,14 @@ def revoke_key(session: Session, prefix: str, actor: str) -> ApiKeyPublic:
     revoke_api_key(session, key)
     write_audit(session, actor, "api_key.revoke", key.prefix, {"role": key.role})
     log_event(logger, "api_key.revoked", prefix=key.prefix, actor=actor)
-    return key_public(key)
+    return key_public(session, key)
 
 
-def key_public(key: ApiKey) -> ApiKeyPublic:
-    return ApiKeyPublic.model_validate(key, from_attributes=True)
+def key_public(session: Session, key: ApiKey) -> ApiKeyPublic:
+    scope = key_collection_names(session, [key.id]).get(key.id, []) if key.scoped else None
+    return _public(key, scope)
+
+
+def _public(key: ApiKey, collections: list[str] | None) -> ApiKeyPublic:
+    public = ApiKeyPublic.model_validate(key, from_attributes=True)
+    return public.model_copy(update={"collections": collections})

@@ -1,9 +1,9 @@
-"""Verify (1:1) and identify (1:N).
+"""Verify (1:1) and identify (1:N), within one collection.
 
 Both use the largest face of each image (identify: every face with
-``all_faces``), compare in the model's metric where a higher similarity
-means more alike, and decide against the operating threshold in force
-(stored in the database) unless the request overrides it.
+``all_faces``), compare in the collection's model's metric where a higher
+similarity means more alike, and decide against the collection's operating
+threshold in force (stored in the database) unless the request overrides it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from app.core.errors import AppError, NoFaceDetected, SubjectHasNoFaces, Subject
 from app.core.logging import log_event
 from app.db.embeddings import bytes_to_embedding
 from app.db.faces import faces_with_subjects, list_faces
+from app.db.models import Collection
 from app.db.subjects import get_subject_by_external_id
 from app.index import Candidate
 from app.pipeline.face_pipeline import Face as DetectedFace
@@ -35,20 +36,29 @@ from app.schemas.recognition import (
     VerifyRequest,
     VerifyResult,
 )
+from app.services.collections import Target, embedding_collection
 from app.services.container import Services
 from app.services.thresholds import operating_thresholds
 
 logger = logging.getLogger(__name__)
 
 
-def verify(services: Services, session: Session, request: VerifyRequest) -> VerifyResult:
+def verify(services: Services, session: Session, target: Target, request: VerifyRequest) -> VerifyResult:
+    collection = embedding_collection(services, session, target)
     if request.image_a is not None and request.image_b is not None:
-        return _verify_pair(services, session, request.image_a, request.image_b, request.threshold)
+        return _verify_pair(
+            services, session, collection, request.image_a, request.image_b, request.threshold
+        )
     assert request.image is not None and request.subject_id is not None  # the schema's validator
-    return _verify_subject(services, session, request.image, request.subject_id, request.threshold)
+    return _verify_subject(
+        services, session, collection, request.image, request.subject_id, request.threshold
+    )
 
 
-def identify(services: Services, session: Session, request: IdentifyRequest) -> IdentifyResult:
+def identify(
+    services: Services, session: Session, target: Target, request: IdentifyRequest
+) -> IdentifyResult:
+    collection = embedding_collection(services, session, target)
     max_faces = services.settings.identify_max_faces if request.all_faces else 1
     probes = _faces(services, request.image, "file", max_faces=max_faces, endpoint="identify")
     queries = np.stack([face.embedding for face in probes]).astype(np.float32)  # (F, D)
@@ -56,11 +66,11 @@ def identify(services: Services, session: Session, request: IdentifyRequest) -> 
     follower = services.index
     # Removals another worker committed since our last replay are not in the index yet.
     excluded = follower.removed_since_sync(session)
-    ranked = follower.index.search_subjects(queries, request.top_n, exclude_face_ids=excluded)
+    ranked = follower.search_subjects(collection.id, queries, request.top_n, exclude_face_ids=excluded)
 
     threshold = request.threshold
     if threshold is None:
-        threshold = operating_thresholds(session, services.default_thresholds).identify
+        threshold = operating_thresholds(session, collection.id, services.default_thresholds).identify
     results = []
     for probe, candidates in zip(probes, ranked, strict=True):
         public = _public_candidates(session, candidates)
@@ -81,36 +91,49 @@ def identify(services: Services, session: Session, request: IdentifyRequest) -> 
     log_event(
         logger,
         "identify",
+        collection=collection.external_id,
         faces=len(results),
         matched=sum(result.match is not None for result in results),
         top_n=request.top_n,
-        templates=follower.index.ntotal,
     )
-    return IdentifyResult(faces=results, threshold=threshold, model=_model_info(services))
+    return IdentifyResult(
+        faces=results, threshold=threshold, collection=collection.external_id, model=_model_info(services)
+    )
 
 
 def _verify_pair(
-    services: Services, session: Session, image_a: bytes, image_b: bytes, override: float | None
+    services: Services,
+    session: Session,
+    collection: Collection,
+    image_a: bytes,
+    image_b: bytes,
+    override: float | None,
 ) -> VerifyResult:
     face_a = _faces(services, image_a, "file_a", max_faces=1, endpoint="verify")[0]
     face_b = _faces(services, image_b, "file_b", max_faces=1, endpoint="verify")[0]
     similarity = services.pipeline.similarity(face_a.embedding, face_b.embedding)
-    threshold = override if override is not None else _verify_threshold(services, session)
-    log_event(logger, "verify", kind="pair", match=similarity >= threshold)
+    threshold = override if override is not None else _verify_threshold(services, session, collection)
+    log_event(logger, "verify", kind="pair", collection=collection.external_id, match=similarity >= threshold)
     return VerifyResult(
         similarity=similarity,
         threshold=threshold,
         match=similarity >= threshold,
         faces=VerifyFaces(a=_detected(face_a), b=_detected(face_b)),
+        collection=collection.external_id,
         model=_model_info(services),
     )
 
 
 def _verify_subject(
-    services: Services, session: Session, image: bytes, subject_id: str, override: float | None
+    services: Services,
+    session: Session,
+    collection: Collection,
+    image: bytes,
+    subject_id: str,
+    override: float | None,
 ) -> VerifyResult:
     probe = _faces(services, image, "file", max_faces=1, endpoint="verify")[0]
-    subject = get_subject_by_external_id(session, subject_id)
+    subject = get_subject_by_external_id(session, collection.id, subject_id)
     if subject is None:
         raise SubjectNotFound(f"no subject {subject_id!r}", {"subject_id": subject_id})
     model = services.model
@@ -126,8 +149,15 @@ def _verify_subject(
     similarities = pairwise_similarity(probe.embedding[None, :], gallery, services.pipeline.metric)[0]  # (T,)
     best = int(np.argmax(similarities))
     similarity = float(similarities[best])
-    threshold = override if override is not None else _verify_threshold(services, session)
-    log_event(logger, "verify", kind="subject", subject=subject_id, templates=len(templates))
+    threshold = override if override is not None else _verify_threshold(services, session, collection)
+    log_event(
+        logger,
+        "verify",
+        kind="subject",
+        collection=collection.external_id,
+        subject=subject_id,
+        templates=len(templates),
+    )
     return VerifyResult(
         similarity=similarity,
         threshold=threshold,
@@ -135,6 +165,7 @@ def _verify_subject(
         faces=VerifyFaces(a=_detected(probe)),
         subject_id=subject_id,
         matched_face_id=templates[best].public_id,
+        collection=collection.external_id,
         model=_model_info(services),
     )
 
@@ -175,8 +206,8 @@ def _public_candidates(session: Session, candidates: list[Candidate]) -> list[Id
     return public
 
 
-def _verify_threshold(services: Services, session: Session) -> float:
-    return operating_thresholds(session, services.default_thresholds).verify
+def _verify_threshold(services: Services, session: Session, collection: Collection) -> float:
+    return operating_thresholds(session, collection.id, services.default_thresholds).verify
 
 
 def _detected(face: DetectedFace) -> DetectedFacePublic:

@@ -12,6 +12,7 @@ from app.core.errors import EvaluationNotReady
 from app.db.models import Job, Report
 from app.eval.plots import plot_report
 from app.eval.report import rates_from_curve
+from app.services.collections import Target
 from app.services.container import Services
 from app.services.evaluations import evaluation_or_404, evaluation_report
 from app.services.gallery_report import gallery_report
@@ -23,12 +24,13 @@ MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}
 def report_picture(
     services: Services,
     session: Session,
+    target: Target,
     image_format: ImageFormat,
     threshold: float | None,
     evaluation_id: str | None,
 ) -> tuple[bytes, str]:
-    """The picture of an evaluation's report, or of the gallery report (computed if needed)."""
-    report = _report_for_picture(services, session, evaluation_id)
+    """The picture of one of the collection's evaluations, or of its gallery report (computed if needed)."""
+    report = _report_for_picture(services, session, target, evaluation_id)
     body = report.body
     operating = body["operating"]
     if threshold is None or threshold == operating["verify_threshold"]:
@@ -41,9 +43,11 @@ def report_picture(
         return out.read_bytes(), MEDIA_TYPES[image_format]
 
 
-def _report_for_picture(services: Services, session: Session, evaluation_id: str | None) -> Report:
+def _report_for_picture(
+    services: Services, session: Session, target: Target, evaluation_id: str | None
+) -> Report:
     if evaluation_id is not None:
-        evaluation = evaluation_or_404(session, evaluation_id)
+        evaluation = evaluation_or_404(session, target, evaluation_id)
         report = evaluation_report(session, evaluation)
         if report is None:
             raise EvaluationNotReady(
@@ -51,7 +55,7 @@ def _report_for_picture(services: Services, session: Session, evaluation_id: str
                 {"evaluation_id": evaluation_id, "state": evaluation.state},
             )
         return report
-    result = gallery_report(services, session)
+    result = gallery_report(services, session, target)
     if isinstance(result, Job):
         raise EvaluationNotReady(
             "the gallery report is being computed; try again when the job is done", {"job": result.id}

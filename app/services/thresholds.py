@@ -1,10 +1,11 @@
 """Operating thresholds: the similarity at which verify says "match" and identify names someone.
 
-Defaults come from the embedding model's manifest: verify at the threshold
-calibrated for FAR 1e-3, identify at FAR 1e-4 (stricter, because one
-identify compares a probe with every template, so false matches grow with
-the gallery). They are written to the ``settings`` table on start and read
-from there on every request, so a value tuned later holds in every worker at
+Each collection has its own. Defaults come from the embedding model's
+manifest: verify at the threshold calibrated for FAR 1e-3, identify at FAR
+1e-4 (stricter, because one identify compares a probe with every template,
+so false matches grow with the gallery). They are written to the
+``settings`` table when a collection is created and on start, and read from
+there on every request, so a value tuned later holds in every worker at
 once; a value no one tuned follows the manifest.
 """
 
@@ -67,7 +68,9 @@ def default_thresholds(manifest: ModelManifest) -> OperatingThresholds:
         return OperatingThresholds(FALLBACK_VERIFY_THRESHOLD, FALLBACK_IDENTIFY_THRESHOLD)
 
 
-def seed_thresholds(session: Session, defaults: OperatingThresholds) -> OperatingThresholds:
+def seed_thresholds(
+    session: Session, collection_id: int, defaults: OperatingThresholds
+) -> OperatingThresholds:
     """Store the defaults for every threshold no one has set; call in a write transaction.
 
     A value an admin set (it has a source) is kept. A value that is still a
@@ -75,22 +78,26 @@ def seed_thresholds(session: Session, defaults: OperatingThresholds) -> Operatin
     recalibrated, or its metric changes, the old default would no longer
     mean the FAR it was chosen for, so it is replaced on the next start.
     """
-    sources: dict[str, Any] = get_setting(session, SOURCES_KEY, {}) or {}
+    sources: dict[str, Any] = get_setting(session, collection_id, SOURCES_KEY, {}) or {}
     for key, value in ((VERIFY_KEY, defaults.verify), (IDENTIFY_KEY, defaults.identify)):
         if key in sources:
             continue
-        stored = get_setting(session, key)
+        stored = get_setting(session, collection_id, key)
         if stored is None or float(stored) != float(value):
-            set_setting(session, key, float(value))
-            log_event(logger, "thresholds.seeded", key=key, value=value, previous=stored)
-    return operating_thresholds(session, defaults)
+            set_setting(session, collection_id, key, float(value))
+            log_event(
+                logger, "thresholds.seeded", collection=collection_id, key=key, value=value, previous=stored
+            )
+    return operating_thresholds(session, collection_id, defaults)
 
 
-def operating_thresholds(session: Session, defaults: OperatingThresholds) -> OperatingThresholds:
-    """The values in force; ``defaults`` stand in for a key missing from the table."""
+def operating_thresholds(
+    session: Session, collection_id: int, defaults: OperatingThresholds
+) -> OperatingThresholds:
+    """The collection's values in force; ``defaults`` stand in for a key missing from the table."""
     return OperatingThresholds(
-        verify=float(get_setting(session, VERIFY_KEY, defaults.verify)),
-        identify=float(get_setting(session, IDENTIFY_KEY, defaults.identify)),
+        verify=float(get_setting(session, collection_id, VERIFY_KEY, defaults.verify)),
+        identify=float(get_setting(session, collection_id, IDENTIFY_KEY, defaults.identify)),
     )
 
 
@@ -104,9 +111,9 @@ class ThresholdChange:
     source: str
 
 
-def threshold_sources(session: Session) -> dict[str, str]:
-    """Where the verify and identify thresholds in force came from."""
-    stored: dict[str, Any] = get_setting(session, SOURCES_KEY, {}) or {}
+def threshold_sources(session: Session, collection_id: int) -> dict[str, str]:
+    """Where the collection's verify and identify thresholds in force came from."""
+    stored: dict[str, Any] = get_setting(session, collection_id, SOURCES_KEY, {}) or {}
     return {
         "verify": str(stored.get(VERIFY_KEY, f"model manifest default (FAR {VERIFY_FAR:g})")),
         "identify": str(stored.get(IDENTIFY_KEY, f"model manifest default (FAR {IDENTIFY_FAR:g})")),
@@ -115,6 +122,7 @@ def threshold_sources(session: Session) -> dict[str, str]:
 
 def set_thresholds(
     session: Session,
+    collection_id: int,
     defaults: OperatingThresholds,
     values: dict[str, float],
     *,
@@ -126,13 +134,13 @@ def set_thresholds(
     Call in a write transaction. Every worker reads the stored values on each
     request, so the change holds everywhere once this commits.
     """
-    current = operating_thresholds(session, defaults)
+    current = operating_thresholds(session, collection_id, defaults)
     previous = {VERIFY_KEY: current.verify, IDENTIFY_KEY: current.identify}
-    sources = dict(get_setting(session, SOURCES_KEY, {}) or {})
+    sources = dict(get_setting(session, collection_id, SOURCES_KEY, {}) or {})
     for key, value in values.items():
         if key not in previous:
             raise ValueError(f"unknown threshold {key!r}")
-        set_setting(session, key, float(value))
+        set_setting(session, collection_id, key, float(value))
         sources[key] = source
         write_audit(
             session,
@@ -140,14 +148,23 @@ def set_thresholds(
             THRESHOLD_SET_ACTION,
             key,
             {"value": float(value), "previous": previous[key], "source": source},
+            collection_id=collection_id,
         )
-        log_event(logger, "thresholds.set", key=key, value=value, previous=previous[key], actor=actor)
-    set_setting(session, SOURCES_KEY, sources)
-    return operating_thresholds(session, defaults)
+        log_event(
+            logger,
+            "thresholds.set",
+            collection=collection_id,
+            key=key,
+            value=value,
+            previous=previous[key],
+            actor=actor,
+        )
+    set_setting(session, collection_id, SOURCES_KEY, sources)
+    return operating_thresholds(session, collection_id, defaults)
 
 
-def threshold_history(session: Session, limit: int = 50) -> list[ThresholdChange]:
-    """Threshold changes, newest first, read back from the audit log."""
+def threshold_history(session: Session, collection_id: int, limit: int = 50) -> list[ThresholdChange]:
+    """The collection's threshold changes, newest first, read back from the audit log."""
     return [
         ThresholdChange(
             key=entry.target,
@@ -157,5 +174,5 @@ def threshold_history(session: Session, limit: int = 50) -> list[ThresholdChange
             at=entry.at,
             source=str(entry.details.get("source", "")),
         )
-        for entry in list_audit_by_action(session, THRESHOLD_SET_ACTION, limit)
+        for entry in list_audit_by_action(session, THRESHOLD_SET_ACTION, collection_id, limit)
     ]

@@ -15,6 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.settings import Settings
+from app.db.collections import get_collection
+from app.db.models import DEFAULT_COLLECTION
+from app.index import FaceIndex
 from app.main import create_app
 from app.pipeline.face_pipeline import FacePipeline
 from app.services.container import Services
@@ -101,6 +104,19 @@ def client(api_database: ApiDatabase, pipeline: FacePipeline) -> Iterator[TestCl
 def services_of(client: TestClient) -> Services:
     services: Services = client.app.state.services  # type: ignore[attr-defined]
     return services
+
+
+def collection_id_of(client: TestClient, name: str = DEFAULT_COLLECTION) -> int:
+    """The row id of a collection of the client's database."""
+    with services_of(client).session_factory() as session:
+        collection = get_collection(session, name)
+        assert collection is not None, name
+        return collection.id
+
+
+def index_of(client: TestClient, name: str = DEFAULT_COLLECTION) -> FaceIndex:
+    """This worker's index of a collection (``default`` unless named)."""
+    return services_of(client).index.index_of(collection_id_of(client, name))
 
 
 def enroll(client: TestClient, subject_id: str, *images: bytes, **fields: str) -> Any:

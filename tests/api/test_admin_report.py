@@ -27,6 +27,7 @@ from tests.api.conftest import (
     IDENTITIES,
     ApiDatabase,
     assert_error,
+    collection_id_of,
     enroll,
     services_of,
     start_client,
@@ -67,7 +68,7 @@ def stored_scores(client: TestClient) -> tuple[np.ndarray, np.ndarray]:
     """Genuine and impostor scores of every stored template pair, computed here without the report code."""
     services = services_of(client)
     with services.session_factory() as session:
-        rows = list(iter_embeddings(session, services.model.name))
+        rows = list(iter_embeddings(session, collection_id_of(client), services.model.name))
     labels = np.array([subject for _, subject, _ in rows])
     vectors = np.stack([vector for _, _, vector in rows])
     similarity = pairwise_similarity(vectors, vectors, services.pipeline.metric)

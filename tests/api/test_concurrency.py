@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.db.models import Face
-from tests.api.conftest import ENROLL_PHOTO, PROBE_PHOTO, enroll, identify, photo, services_of
+from tests.api.conftest import ENROLL_PHOTO, PROBE_PHOTO, enroll, identify, index_of, photo, services_of
 
 
 def test_concurrent_writes_and_searches_keep_index_and_database_identical(client: TestClient) -> None:
@@ -40,7 +40,7 @@ def test_concurrent_writes_and_searches_keep_index_and_database_identical(client
     services = services_of(client)
     with services.session_factory() as session:
         stored = set(session.scalars(select(Face.id).where(Face.model_name == services.model.name)))
-    assert set(services.index.index.face_ids().tolist()) == stored
+    assert set(index_of(client).face_ids().tolist()) == stored
     # Every template identify can return still exists: a search over everything finds only stored faces.
     for image in photos[:3]:
         for candidate in identify(client, image, top_n=100).json()["faces"][0]["candidates"]:

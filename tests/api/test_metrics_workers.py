@@ -121,10 +121,16 @@ def scrape(server: Server) -> dict[str, Metric]:
     return {family.name: family for family in text_string_to_metric_families(response.text)}
 
 
-def worker_values(server: Server, gauge: str, families: dict[str, Metric] | None = None) -> dict[int, float]:
-    """A per-worker gauge (``facerec_<gauge>``) by worker pid."""
+def worker_values(
+    server: Server, gauge: str, families: dict[str, Metric] | None = None, **labels: str
+) -> dict[int, float]:
+    """A per-worker gauge (``facerec_<gauge>``) by worker pid, of the samples with these other labels."""
     family = (families or scrape(server))[f"facerec_{gauge}"]
-    return {int(sample.labels["pid"]): sample.value for sample in family.samples}
+    return {
+        int(sample.labels["pid"]): sample.value
+        for sample in family.samples
+        if {key: value for key, value in sample.labels.items() if key != "pid"} == labels
+    }
 
 
 def requests_counted(families: dict[str, Metric], route: str | None = None) -> float:
@@ -178,7 +184,8 @@ def test_each_live_worker_reports_its_own_gauges(server: Server) -> None:
     deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline:
         families = scrape(server)
-        if list(worker_values(server, "gallery_templates", families).values()) == [1.0] * WORKERS:
+        templates = worker_values(server, "gallery_templates", families, collection="default")
+        if list(templates.values()) == [1.0] * WORKERS:
             break
         time.sleep(0.2)
 
@@ -192,13 +199,14 @@ def test_each_live_worker_reports_its_own_gauges(server: Server) -> None:
             assert parent_pid(pid) == server.process.pid  # a live worker of this server
         # The default split of the cores between the two processes.
         assert set(slots.values()) == {max(1, (os.cpu_count() or 1) // WORKERS)}
-        assert set(worker_values(server, "gallery_templates", last).values()) == {1.0}
+        assert set(worker_values(server, "gallery_templates", last, collection="default").values()) == {1.0}
         assert set(worker_values(server, "index_sync_lag_changes", last).values()) == {0.0}
         applied = worker_values(server, "index_applied_seq", last)
         # Facts about the database are one sample, not one per worker.
         database_seq = last["facerec_database_change_seq"].samples
         assert [(s.labels, s.value) for s in database_seq] == [({}, max(applied.values()))]
-        assert [(s.labels, s.value) for s in last["facerec_gallery_subjects"].samples] == [({}, 1.0)]
+        subjects = last["facerec_gallery_subjects"].samples
+        assert [(s.labels, s.value) for s in subjects] == [({"collection": "default"}, 1.0)]
     # Each worker's own figures move on between scrapes, whichever worker answers them.
     started = worker_values(server, "uptime_seconds", first)
     ended = worker_values(server, "uptime_seconds", last)

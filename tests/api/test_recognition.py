@@ -16,8 +16,10 @@ from tests.api.conftest import (
     STRANGER_PHOTO,
     ApiDatabase,
     assert_error,
+    collection_id_of,
     enroll,
     identify,
+    index_of,
     photo,
     services_of,
     start_client,
@@ -35,9 +37,14 @@ def gallery(client: TestClient) -> Iterator[TestClient]:
 
 def stored_thresholds(client: TestClient) -> tuple[float, float]:
     from app.db.stored_settings import get_setting
+    from tests.db.factories import default_id
 
     with services_of(client).session_factory() as session:
-        return float(get_setting(session, VERIFY_KEY)), float(get_setting(session, IDENTIFY_KEY))
+        collection_id = default_id(session)
+        return (
+            float(get_setting(session, collection_id, VERIFY_KEY)),
+            float(get_setting(session, collection_id, IDENTIFY_KEY)),
+        )
 
 
 def test_verify_two_images(client: TestClient) -> None:
@@ -150,7 +157,7 @@ def test_a_deleted_subject_is_gone_at_once_in_this_and_every_other_worker(
                 c["subject_id"] for c in identify(worker, probe, top_n=10).json()["faces"][0]["candidates"]
             ]
             assert "twin" not in ranked and ranked[0] == "rose_leslie"
-        templates = set(services_of(gallery).index.index.face_ids().tolist())
+        templates = set(index_of(gallery).face_ids().tolist())
         assert len(templates) == sum(
             s["face_count"] for s in gallery.get("/subjects", params={"limit": 500}).json()["items"]
         )
@@ -188,14 +195,15 @@ def test_a_restart_keeps_every_template(
             restarted = start_client(api_database, pipeline)
         try:
             (opened,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("index.opened")]
-            source = opened.split("source=")[1].split()[0]
+            rebuilt = int(opened.split("rebuilt=")[1].split()[0])
+            source = "database" if rebuilt else "snapshot"
             candidates = identify(restarted, probe).json()["faces"][0]["candidates"]
-            return services_of(restarted).index.index.face_ids().tolist(), candidates, source
+            return index_of(restarted).face_ids().tolist(), candidates, source
         finally:
             restarted.__exit__(None, None, None)  # leaves a snapshot at the database's seq
 
     templates, candidates, _ = restart()
-    assert templates == services_of(gallery).index.index.face_ids().tolist()
+    assert templates == index_of(gallery).face_ids().tolist()
     assert [c["face_id"] for c in candidates] == [c["face_id"] for c in expected]
 
     # The snapshot just written matches the database: it is loaded, not rebuilt.
@@ -207,14 +215,14 @@ def test_a_restart_keeps_every_template(
         "face_id"
     ]
     templates, candidates, source = restart()
-    assert source == "database" and len(templates) == len(services_of(gallery).index.index.face_ids())
+    assert source == "database" and len(templates) == len(index_of(gallery).face_ids())
     assert added in {c["face_id"] for c in candidates}
 
     # A damaged snapshot is rebuilt over, not trusted.
-    snapshot = services_of(gallery).index.snapshot
+    snapshot = services_of(gallery).index.snapshots.path(collection_id_of(gallery))
     snapshot.write_bytes(b"\x00" * 100)
     templates, candidates, source = restart()
-    assert source == "database" and len(templates) == len(services_of(gallery).index.index.face_ids())
+    assert source == "database" and len(templates) == len(index_of(gallery).face_ids())
     assert [c["similarity"] for c in candidates] == pytest.approx(
         [c["similarity"] for c in identify(gallery, probe).json()["faces"][0]["candidates"]], abs=1e-5
     )

@@ -11,7 +11,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.prometheus import LATENCY_BUCKETS
-from tests.api.conftest import ENROLL_PHOTO, PROBE_PHOTO, enroll, identify, photo, services_of
+from tests.api.conftest import ENROLL_PHOTO, PROBE_PHOTO, enroll, identify, index_of, photo, services_of
 
 
 def test_health_and_ready(client: TestClient) -> None:
@@ -76,18 +76,18 @@ def test_metrics_report_requests_faces_gallery_and_sync(client: TestClient) -> N
     unhandled = families["facerec_unhandled_errors"]
     assert sample_value(unhandled, "facerec_unhandled_errors_total") == 0.0
 
-    def gauge(name: str) -> float:
+    def gauge(name: str, **labels: str) -> float:
         assert families[name].type == "gauge"
-        value = sample_value(families[name], name)  # one process: no pid label
+        value = sample_value(families[name], name, **labels)  # one process: no pid label
         assert value is not None, name
         return value
 
     services = services_of(client)
-    templates = services.index.index.ntotal
-    assert templates >= 1 and gauge("facerec_gallery_templates") == templates
+    templates = index_of(client).ntotal
+    assert templates >= 1 and gauge("facerec_gallery_templates", collection="default") == templates
     assert gauge("facerec_index_sync_lag_changes") == 0.0
     assert gauge("facerec_database_change_seq") == gauge("facerec_index_applied_seq") >= 1
-    assert gauge("facerec_gallery_subjects") >= 1
+    assert gauge("facerec_gallery_subjects", collection="default") >= 1
     assert gauge("facerec_inference_workers") == services.inference.workers
     assert gauge("facerec_uptime_seconds") > 0
     assert gauge("facerec_index_sync_age_seconds") >= 0

@@ -19,6 +19,7 @@ from app.services.thresholds import (
     seed_thresholds,
     set_thresholds,
 )
+from tests.db.factories import default_id
 
 
 def test_defaults_come_from_the_manifest_calibration(pipeline: FacePipeline) -> None:
@@ -39,23 +40,25 @@ def test_defaults_come_from_the_manifest_calibration(pipeline: FacePipeline) -> 
 
 
 def test_seeding_keeps_what_an_admin_set(session: Session) -> None:
+    cid = default_id(session)
     defaults = OperatingThresholds(verify=0.8, identify=0.9)
-    set_thresholds(session, defaults, {IDENTIFY_KEY: 0.95}, actor="admin", source="manual")
-    seeded = seed_thresholds(session, defaults)
+    set_thresholds(session, cid, defaults, {IDENTIFY_KEY: 0.95}, actor="admin", source="manual")
+    seeded = seed_thresholds(session, cid, defaults)
     assert seeded == OperatingThresholds(verify=0.8, identify=0.95)
-    assert seed_thresholds(session, OperatingThresholds(verify=0.1, identify=0.1)) == OperatingThresholds(
-        verify=0.1, identify=0.95
-    )
+    assert seed_thresholds(
+        session, cid, OperatingThresholds(verify=0.1, identify=0.1)
+    ) == OperatingThresholds(verify=0.1, identify=0.95)
 
-    set_setting(session, VERIFY_KEY, 0.83)
-    in_force = operating_thresholds(session, OperatingThresholds(verify=0.0, identify=0.0))
+    set_setting(session, cid, VERIFY_KEY, 0.83)
+    in_force = operating_thresholds(session, cid, OperatingThresholds(verify=0.0, identify=0.0))
     assert in_force.verify == pytest.approx(0.83) and in_force.identify == pytest.approx(0.95)
 
 
 def test_a_seeded_default_follows_a_recalibrated_manifest(session: Session) -> None:
+    cid = default_id(session)
     # A database seeded from an earlier calibration (or another metric): the
     # values no one tuned move to the new defaults, and stay there.
-    assert seed_thresholds(session, OperatingThresholds(verify=0.86, identify=0.89)).verify == 0.86
+    assert seed_thresholds(session, cid, OperatingThresholds(verify=0.86, identify=0.89)).verify == 0.86
     recalibrated = OperatingThresholds(verify=0.91, identify=0.93)
-    assert seed_thresholds(session, recalibrated) == recalibrated
-    assert operating_thresholds(session, OperatingThresholds(verify=0.0, identify=0.0)) == recalibrated
+    assert seed_thresholds(session, cid, recalibrated) == recalibrated
+    assert operating_thresholds(session, cid, OperatingThresholds(verify=0.0, identify=0.0)) == recalibrated

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, status
 
 from app.api.deps import AdminDep, SessionDep
 from app.api.errors import error_responses
-from app.core.errors import ApiKeyNotFound
+from app.core.errors import ApiKeyNotFound, CollectionNotFound
 from app.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyPublic
 from app.services import keys
 
@@ -24,10 +24,10 @@ def list_keys(caller: AdminDep, session: SessionDep, include_revoked: bool = Fal
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create an API key; the key is in this response only",
-    responses=error_responses(),
+    responses=error_responses(CollectionNotFound),
 )
 def create_key(caller: AdminDep, body: ApiKeyCreate, session: SessionDep) -> ApiKeyCreated:
-    return keys.create_key(session, body.role, body.name, caller.actor)
+    return keys.create_key(session, body.role, body.name, caller.actor, body.collections)
 
 
 @router.delete("/{prefix}", summary="Revoke an API key", responses=error_responses(ApiKeyNotFound))

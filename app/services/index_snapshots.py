@@ -1,0 +1,70 @@
+"""Where each collection's index snapshot is kept: one file per collection, in a folder per database.
+
+The folder is named by embedding model, index kind and database, so a
+snapshot never meets another database's change seq. Snapshots hold
+embeddings: a collection's file goes when the collection does, in every
+worker that replays the drop and, for one deleted while this process was
+down, at its next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.core.logging import log_event
+from app.core.settings import Settings
+from app.index import FaceIndex, IndexKind
+from app.pipeline.similarity import Metric
+
+logger = logging.getLogger(__name__)
+
+_FILE = re.compile(r"^collection-(\d+)\.npz$")
+
+
+@dataclass(frozen=True)
+class SnapshotFolder:
+    folder: Path
+
+    @classmethod
+    def of(cls, settings: Settings, database_url: str, model_name: str) -> SnapshotFolder:
+        database = hashlib.sha256(database_url.encode()).hexdigest()[:12]
+        folder = Path(settings.data_dir) / "index" / f"{model_name}-{settings.index_kind}-{database}"
+        # Before collections, the one gallery's snapshot was this file beside the folder.
+        folder.with_suffix(".npz").unlink(missing_ok=True)
+        return cls(folder)
+
+    def path(self, collection_id: int) -> Path:
+        return self.folder / f"collection-{collection_id}.npz"
+
+    def load(
+        self, collection_id: int, dim: int, metric: Metric, kind: IndexKind, use_gpu: bool | None
+    ) -> FaceIndex | None:
+        """The collection's snapshot, or None when it is missing or unusable (the caller rebuilds)."""
+        return FaceIndex.load(self.path(collection_id), dim, metric, kind, use_gpu=use_gpu)
+
+    def save(self, collection_id: int, index: FaceIndex) -> bool:
+        """Write the snapshot atomically; False (logged) when the disk refuses."""
+        path = self.path(collection_id)
+        try:
+            index.save(path)
+        except OSError as error:
+            log_event(logger, "index.snapshot_failed", logging.WARNING, path=path, error=error)
+            return False
+        return True
+
+    def remove(self, collection_id: int) -> None:
+        self.path(collection_id).unlink(missing_ok=True)
+
+    def remove_all_but(self, keep: set[int]) -> None:
+        """Delete the snapshots of collections not in ``keep`` (deleted while this process was down)."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.iterdir():
+            found = _FILE.match(path.name)
+            if found is not None and int(found.group(1)) not in keep:
+                path.unlink(missing_ok=True)
+                log_event(logger, "index.orphan_snapshot_removed", path=path.name)
