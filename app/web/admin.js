@@ -1,7 +1,24 @@
-// The facerec admin page: gallery statistics, the report, the verify threshold, evaluation sets
-// and a "try it" identify panel. Every call goes to this service's API with the admin key.
+// The facerec admin page: a collection selector, and for the selected collection its gallery
+// statistics, the report, the verify threshold, evaluation sets and a "try it" identify panel.
+// Every call goes to this service's API with the admin key, through the collection's routes.
 
-import { adminKey, api, apiJson, byId, clearError, el, showAuthorizedImage, showError, sleep } from "./api.js";
+import {
+  adminKey,
+  adminPath,
+  api,
+  apiAnswer,
+  apiJson,
+  byId,
+  clearAuthorizedImage,
+  clearError,
+  el,
+  selection,
+  showAuthorizedImage,
+  showError,
+  sleep,
+  stillSelected,
+} from "./api.js";
+import { loadCollections, onCollectionSwitch } from "./collections.js";
 import {
   formatCount,
   formatRate,
@@ -10,14 +27,14 @@ import {
   ratesAt,
   renderReport,
 } from "./report.js";
-import { loadEvaluations, uploadEvaluation } from "./evaluations.js";
-import { tryIdentify } from "./try_it.js";
+import { clearEvaluations, loadEvaluations, uploadEvaluation } from "./evaluations.js";
+import { clearTryIt, tryIdentify } from "./try_it.js";
 
 const POLL_MS = 1000;
 
 const state = {
   report: null, // the gallery report shown (its curve drives the slider)
-  thresholds: null, // the last GET /admin/threshold answer
+  thresholds: null, // the last GET …/threshold answer
 };
 
 // ----- the key ----------------------------------------------------------
@@ -26,7 +43,9 @@ async function useKey(key) {
   adminKey.set(key);
   clearError("key-error");
   try {
-    await loadStats(); // the first call tells whether the key is an admin key
+    // A wrong key fails the list; a key without the admin role fails the statistics.
+    await loadCollections();
+    await loadStats();
   } catch (error) {
     adminKey.forget();
     showError("key-error", error);
@@ -38,8 +57,15 @@ async function useKey(key) {
   byId("key-status").textContent = "Using the key kept in this tab.";
   byId("key-forget").hidden = false;
   byId("admin-content").hidden = false;
+  await loadPanels();
+}
+
+/** Every panel but the statistics, for the selected collection. */
+async function loadPanels() {
+  const version = selection.version;
   await Promise.all([loadThreshold(), loadEvaluations()]);
-  await loadReport(false);
+  // After a switch meanwhile, the new collection's own loading is under way: no need to repeat it.
+  if (stillSelected(version)) await loadReport(false);
 }
 
 function forgetKey() {
@@ -48,10 +74,43 @@ function forgetKey() {
   window.location.reload();
 }
 
+// ----- switching collections ----------------------------------------------
+
+/** Blanks every figure of the collection just left, so none of it shows while the next one loads. */
+function clearPanels() {
+  state.report = null;
+  state.thresholds = null;
+  const content = byId("admin-content");
+  for (const figure of content.querySelectorAll("dd, #threshold-value, .live td")) figure.textContent = "–";
+  for (const box of content.querySelectorAll("#far-value, #frr-value")) delete box.dataset.value;
+  for (const box of content.querySelectorAll(".error")) clearError(box.id);
+  for (const status of ["report-status", "apply-status", "threshold-min", "threshold-max"]) {
+    byId(status).textContent = "";
+  }
+  const report = byId("gallery-report");
+  report.hidden = true;
+  delete report.dataset.reportId;
+  report.querySelector(".report-tables").replaceChildren();
+  clearAuthorizedImage(byId("report-plot"));
+  byId("threshold-slider").disabled = true;
+  byId("apply-threshold").disabled = true;
+  byId("threshold-history").tBodies[0].replaceChildren();
+  clearEvaluations();
+  clearTryIt();
+}
+
+async function switchCollection() {
+  clearPanels();
+  await Promise.all([refreshStats(), loadPanels()]);
+}
+
 // ----- gallery statistics ------------------------------------------------
 
 async function loadStats() {
-  const stats = await apiJson("/admin/stats");
+  const stats = await apiJson(adminPath("/stats"));
+  byId("collection-model").textContent = stats.model;
+  byId("collection-subjects").textContent = formatCount(stats.subjects);
+  byId("collection-templates").textContent = formatCount(stats.faces);
   byId("stats-subjects").textContent = formatCount(stats.subjects);
   byId("stats-faces").textContent = formatCount(stats.faces);
   byId("stats-index-size").textContent = formatCount(stats.index_size);
@@ -75,7 +134,7 @@ async function refreshStats() {
 
 // ----- the gallery report -------------------------------------------------
 
-/** Follows a background job (GET /admin/jobs/{id}) until it ends; the caller fetches its result. */
+/** Follows a background job (GET /admin/jobs/{id}: jobs are global) until it ends; the caller fetches its result. */
 async function waitForJob(job, statusBox) {
   let current = job;
   while (current.state === "queued" || current.state === "running") {
@@ -90,17 +149,17 @@ async function waitForJob(job, statusBox) {
 
 async function fetchGalleryReport(refresh) {
   const statusBox = byId("report-status");
-  let path = refresh ? "/admin/report?refresh=true" : "/admin/report";
+  let path = adminPath(refresh ? "/report?refresh=true" : "/report");
   for (;;) {
-    const response = await api(path);
-    const body = await response.json();
-    if (response.status !== 202) return body;
+    const { status, body } = await apiAnswer(path);
+    if (status !== 202) return body;
     await waitForJob(body.job, statusBox);
-    path = "/admin/report"; // the finished job's report is now the latest one
+    path = adminPath("/report"); // the finished job's report is now the latest one
   }
 }
 
 async function loadReport(refresh) {
+  const version = selection.version;
   const statusBox = byId("report-status");
   const button = byId("report-refresh");
   button.disabled = true;
@@ -113,12 +172,13 @@ async function loadReport(refresh) {
     clearError("report-error");
     statusBox.textContent = "";
     await showPlot();
-    await refreshStats(); // the report is now the last one
+    if (stillSelected(version)) await refreshStats(); // the report is now the last one
   } catch (error) {
+    if (!stillSelected(version)) return; // the panel shows another collection now
     statusBox.textContent = "";
     showError("report-error", error);
   } finally {
-    button.disabled = false;
+    if (stillSelected(version)) button.disabled = false;
   }
 }
 
@@ -126,7 +186,7 @@ async function loadReport(refresh) {
 async function showPlot(threshold) {
   const query = threshold === undefined ? "" : `?threshold=${encodeURIComponent(threshold)}`;
   try {
-    await showAuthorizedImage(byId("report-plot"), `/admin/report.png${query}`);
+    await showAuthorizedImage(byId("report-plot"), adminPath(`/report.png${query}`));
   } catch (error) {
     showError("report-error", error);
   }
@@ -201,6 +261,8 @@ function renderThresholds(answer) {
   byId("current-identify-threshold").textContent = formatThreshold(answer.identify_threshold);
   byId("current-verify-source").textContent = answer.source ? answer.source.verify : "—";
   byId("current-identify-source").textContent = answer.source ? answer.source.identify : "—";
+  byId("collection-verify-threshold").textContent = formatThreshold(answer.verify_threshold);
+  byId("collection-identify-threshold").textContent = formatThreshold(answer.identify_threshold);
   const rows = (answer.history || []).map((change) =>
     el(
       "tr",
@@ -219,7 +281,7 @@ function renderThresholds(answer) {
 
 async function loadThreshold() {
   try {
-    renderThresholds(await apiJson("/admin/threshold"));
+    renderThresholds(await apiJson(adminPath("/threshold")));
     clearError("threshold-error");
   } catch (error) {
     showError("threshold-error", error);
@@ -227,22 +289,25 @@ async function loadThreshold() {
 }
 
 async function applyThreshold() {
+  const version = selection.version;
   const button = byId("apply-threshold");
   const value = Number(byId("threshold-slider").value);
   button.disabled = true;
   byId("apply-status").textContent = "Saving…";
   try {
-    await api("/admin/threshold", { method: "PUT", json: { verify_threshold: value } });
-    renderThresholds(await apiJson("/admin/threshold"));
+    await api(adminPath("/threshold"), { method: "PUT", json: { verify_threshold: value } });
+    renderThresholds(await apiJson(adminPath("/threshold")));
     clearError("threshold-error");
     byId("apply-status").textContent = `Verify threshold set to ${formatThreshold(value)}.`;
     // The report's operating point (and its plot's marker) belongs to the thresholds in force.
     await loadReport(false);
   } catch (error) {
+    if (!stillSelected(version)) return; // the panel shows another collection now
     byId("apply-status").textContent = "";
     showError("threshold-error", error);
   } finally {
-    button.disabled = false;
+    // The next collection's slider decides whether its button is usable.
+    if (stillSelected(version)) button.disabled = false;
   }
 }
 
@@ -255,6 +320,7 @@ function start() {
     if (key) useKey(key);
   });
   byId("key-forget").addEventListener("click", forgetKey);
+  onCollectionSwitch(switchCollection);
   byId("report-refresh").addEventListener("click", () => loadReport(true));
   const slider = byId("threshold-slider");
   slider.addEventListener("input", showLiveRates);

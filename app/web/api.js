@@ -1,4 +1,4 @@
-// Calls to the facerec API with the admin key, and the page's small DOM helpers.
+// Calls to the facerec API with the admin key, the collection they act on, and the page's small DOM helpers.
 //
 // The key lives in sessionStorage only: it is gone when the tab closes, it is
 // never written to localStorage or a cookie, and it never appears in a URL.
@@ -10,6 +10,44 @@ export const adminKey = {
   set: (key) => sessionStorage.setItem(KEY_STORAGE, key),
   forget: () => sessionStorage.removeItem(KEY_STORAGE),
 };
+
+// ----- the selected collection ---------------------------------------------
+
+export const DEFAULT_COLLECTION = "default";
+
+/**
+ * The collection every panel acts on. `version` changes at each switch: an answer to a request
+ * sent before it is dropped (api() throws Superseded), so a slow answer never shows the figures
+ * of the collection the user has just left.
+ */
+export const selection = { id: DEFAULT_COLLECTION, version: 0 };
+
+export function selectCollection(collectionId) {
+  selection.id = collectionId;
+  selection.version += 1;
+}
+
+/** Whether `version` (read from `selection` before an await) is still the selected collection's. */
+export const stillSelected = (version) => version === selection.version;
+
+/** `/collections/{id}{rest}`: a gallery route of the selected collection. */
+export const galleryPath = (rest) => `/collections/${encodeURIComponent(selection.id)}${rest}`;
+
+/** `/admin/collections/{id}{rest}`: an admin route of the selected collection. */
+export const adminPath = (rest) => `/admin/collections/${encodeURIComponent(selection.id)}${rest}`;
+
+/** Thrown instead of an answer that came back after another collection was selected; never shown. */
+export class Superseded extends Error {
+  constructor() {
+    super("another collection was selected meanwhile");
+  }
+}
+
+function dropIfSuperseded(version) {
+  if (!stillSelected(version)) throw new Superseded();
+}
+
+// ----- requests --------------------------------------------------------------
 
 /** An API answer that was not 2xx, carrying the error JSON's code and message. */
 export class ApiError extends Error {
@@ -40,10 +78,12 @@ async function errorFrom(response) {
 }
 
 /**
- * fetch() with the admin key; resolves to the Response when it is 2xx, throws ApiError otherwise.
+ * fetch() with the admin key; resolves to the Response when it is 2xx, throws ApiError otherwise,
+ * and Superseded when another collection was selected while it was on its way.
  * `json` is sent as a JSON body, `form` (FormData) as multipart.
  */
 export async function api(path, { method = "GET", json, form } = {}) {
+  const version = selection.version;
   const headers = { "X-API-Key": adminKey.get() || "" };
   let body;
   if (json !== undefined) {
@@ -56,22 +96,36 @@ export async function api(path, { method = "GET", json, form } = {}) {
   try {
     response = await fetch(path, { method, headers, body, cache: "no-store", credentials: "omit" });
   } catch (error) {
+    dropIfSuperseded(version);
     throw new ApiError(0, "network_error", `Cannot reach the service: ${error.message}`);
   }
   if (!response.ok) {
-    throw await errorFrom(response);
+    const error = await errorFrom(response);
+    dropIfSuperseded(version);
+    throw error;
   }
+  dropIfSuperseded(version);
   return response;
 }
 
-export async function apiJson(path, options) {
+/** The status and JSON body of a 2xx answer (for routes that answer 200 or 202). */
+export async function apiAnswer(path, options) {
+  const version = selection.version;
   const response = await api(path, options);
-  return response.json();
+  const body = await response.json();
+  dropIfSuperseded(version);
+  return { status: response.status, body };
+}
+
+export async function apiJson(path, options) {
+  return (await apiAnswer(path, options)).body;
 }
 
 /** Shows an image that needs the key header: fetched as a blob, then shown through a blob: URL. */
 export async function showAuthorizedImage(img, path) {
+  const version = selection.version;
   const blob = await (await api(path)).blob();
+  dropIfSuperseded(version);
   const url = URL.createObjectURL(blob);
   const loaded = new Promise((resolve, reject) => {
     img.onload = resolve;
@@ -85,6 +139,17 @@ export async function showAuthorizedImage(img, path) {
   }
   await loaded;
 }
+
+/** Empties an image shown by showAuthorizedImage and frees its blob: URL. */
+export function clearAuthorizedImage(img) {
+  if (img.dataset.blobUrl) URL.revokeObjectURL(img.dataset.blobUrl);
+  delete img.dataset.blobUrl;
+  img.onload = null;
+  img.onerror = null;
+  img.removeAttribute("src");
+}
+
+// ----- the page ------------------------------------------------------------------
 
 export const byId = (id) => document.getElementById(id);
 
@@ -101,7 +166,9 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+/** Shows `error` in the box `id`; a Superseded answer belongs to another collection and is not shown. */
 export function showError(id, error) {
+  if (error instanceof Superseded) return;
   const box = byId(id);
   box.textContent = error.code && error.code !== "http_error" ? `${error.message} (${error.code})` : error.message;
   box.dataset.code = error.code || "";

@@ -1,6 +1,18 @@
-// Evaluation sets: upload a zip, follow its progress, show its report, delete it.
+// Evaluation sets of the selected collection (measured with its model): upload a zip, follow
+// its progress, show its report, delete it.
 
-import { api, apiJson, byId, clearError, el, showAuthorizedImage, showError, sleep } from "./api.js";
+import {
+  adminPath,
+  api,
+  apiJson,
+  byId,
+  clearAuthorizedImage,
+  clearError,
+  el,
+  showAuthorizedImage,
+  showError,
+  sleep,
+} from "./api.js";
 import { formatCount, formatTime, renderReport } from "./report.js";
 
 const POLL_MS = 1000;
@@ -32,7 +44,7 @@ function evaluationRow(evaluation) {
 
 export async function loadEvaluations() {
   try {
-    const list = await apiJson("/admin/evaluations");
+    const list = await apiJson(adminPath("/evaluations"));
     const rows = list.items.map(evaluationRow);
     if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: 8, className: "muted" }, "No evaluation sets yet.")));
     byId("evaluation-list").tBodies[0].replaceChildren(...rows);
@@ -53,7 +65,7 @@ export async function uploadEvaluation(event) {
   button.disabled = true;
   clearError("evaluation-error");
   try {
-    const evaluation = await apiJson("/admin/evaluations", { method: "POST", form });
+    const evaluation = await apiJson(adminPath("/evaluations"), { method: "POST", form });
     byId("evaluation-form").reset();
     await loadEvaluations();
     await watchEvaluation(evaluation.id);
@@ -83,7 +95,7 @@ async function watchEvaluation(id) {
   clearError("evaluation-error");
   try {
     for (;;) {
-      const evaluation = await apiJson(`/admin/evaluations/${encodeURIComponent(id)}`);
+      const evaluation = await apiJson(adminPath(`/evaluations/${encodeURIComponent(id)}`));
       if (ticket !== watching.ticket) return;
       showEvaluationProgress(evaluation);
       if (evaluation.state === "failed") {
@@ -109,19 +121,31 @@ async function showEvaluationReport(evaluation) {
   byId("evaluation-report-title").textContent = `Report of ${evaluation.name || evaluation.id}`;
   renderReport(byId("evaluation-report"), evaluation.report);
   const query = `?evaluation_id=${encodeURIComponent(evaluation.id)}`;
-  await showAuthorizedImage(byId("evaluation-plot"), `/admin/report.png${query}`);
+  await showAuthorizedImage(byId("evaluation-plot"), adminPath(`/report.png${query}`));
+}
+
+function stopWatching() {
+  watching.ticket += 1;
+  watching.id = null;
+  byId("evaluation-report").hidden = true;
+  byId("evaluation-progress-box").hidden = true;
+}
+
+/** Empties the panel (list, progress, report) of the collection just left. */
+export function clearEvaluations() {
+  stopWatching();
+  byId("evaluation-list").tBodies[0].replaceChildren();
+  byId("evaluation-report").querySelector(".report-tables").replaceChildren();
+  delete byId("evaluation-report").dataset.reportId;
+  byId("evaluation-state").textContent = "";
+  clearAuthorizedImage(byId("evaluation-plot"));
 }
 
 async function deleteEvaluation(id) {
   if (!window.confirm("Delete this evaluation set and its report?")) return;
   try {
-    await api(`/admin/evaluations/${encodeURIComponent(id)}`, { method: "DELETE" });
-    if (watching.id === id) {
-      watching.ticket += 1;
-      watching.id = null;
-      byId("evaluation-report").hidden = true;
-      byId("evaluation-progress-box").hidden = true;
-    }
+    await api(adminPath(`/evaluations/${encodeURIComponent(id)}`), { method: "DELETE" });
+    if (watching.id === id) stopWatching();
     await loadEvaluations();
   } catch (error) {
     showError("evaluation-error", error);

@@ -74,7 +74,8 @@ function factTable(facts) {
 
 function sourceText(report) {
   const source = report.source || {};
-  const what = source.kind === "evaluation" ? `evaluation ${source.evaluation_id}` : "gallery";
+  const gallery = report.collection ? `gallery of collection ${report.collection}` : "gallery";
+  const what = source.kind === "evaluation" ? `evaluation ${source.evaluation_id}` : gallery;
   const noFace = source.no_face ? `; ${formatCount(source.no_face)} images without a face left out` : "";
   const sampled = source.impostor_sampled
     ? `; impostor pairs sampled from ${formatCount(source.impostor_total)} possible`

@@ -1,6 +1,7 @@
-// "Try it": identify every face of a photo and draw the boxes and candidates on a canvas.
+// "Try it": identify every face of a photo in the selected collection and draw the boxes and
+// candidates on a canvas.
 
-import { apiJson, byId, clearError, el, showError } from "./api.js";
+import { apiJson, byId, clearError, el, galleryPath, selection, showError, stillSelected } from "./api.js";
 import { formatThreshold } from "./report.js";
 
 const MATCH_COLOUR = "#1a7f37";
@@ -85,10 +86,21 @@ function faceListItem(face, index) {
   );
 }
 
+/** Empties the canvas and the list, which showed matches of the collection just left. */
+export function clearTryIt() {
+  const canvas = byId("try-canvas");
+  canvas.width = 0;
+  canvas.height = 0;
+  delete canvas.dataset.scale;
+  byId("try-results").replaceChildren();
+  byId("try-status").textContent = "";
+}
+
 export async function tryIdentify(event) {
   event.preventDefault();
   const file = byId("try-file").files[0];
   if (!file) return;
+  const version = selection.version;
   const form = new FormData();
   form.append("file", file);
   form.append("all_faces", "true");
@@ -97,14 +109,18 @@ export async function tryIdentify(event) {
   byId("try-status").textContent = "Identifying…";
   clearError("try-error");
   try {
-    const result = await apiJson("/identify", { method: "POST", form });
+    const result = await apiJson(galleryPath("/identify"), { method: "POST", form });
     const { image, url } = await loadImage(file);
+    if (!stillSelected(version)) {
+      URL.revokeObjectURL(url);
+      return; // the panel shows another collection now
+    }
     drawFaces(byId("try-canvas"), image, result.faces);
     URL.revokeObjectURL(url);
     byId("try-results").replaceChildren(...result.faces.map(faceListItem));
     byId("try-status").textContent =
-      `${result.faces.length} face(s); identify threshold ${formatThreshold(result.threshold)}, ` +
-      `model ${result.model.name || ""}`.trim();
+      `${result.faces.length} face(s) searched in ${result.collection}; ` +
+      `identify threshold ${formatThreshold(result.threshold)}, model ${result.model.name || ""}`.trim();
   } catch (error) {
     byId("try-status").textContent = "";
     showError("try-error", error);

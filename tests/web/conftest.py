@@ -1,4 +1,4 @@
-"""The real service on a localhost port, its gallery enrolled, and Debian's Chromium driven by Playwright.
+"""The real service on a localhost port, its galleries enrolled, and Debian's Chromium driven by Playwright.
 
 The service runs in process (uvicorn in a thread) so it shares the session's
 loaded pipeline; the browser is the system Chromium (`make browser`), never a
@@ -29,6 +29,9 @@ from tests.conftest import REPO_ROOT, SHARED_DATA, require_data
 
 ADMIN_KEY = "admin-key-of-the-web-page-tests"
 IDENTITIES = SHARED_DATA / "identities"
+# A second collection beside `default`, with a few of the same people (same subject ids).
+SHOP_A = "shop-a"
+SHOP_A_PEOPLE = ("kit_harington", "rose_leslie")
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -60,6 +63,17 @@ class LiveService:
         return f"{self.base_url}/admin"
 
 
+@dataclass(frozen=True)
+class Collection:
+    collection_id: str
+    # subject id -> templates enrolled
+    gallery: dict[str, int]
+
+    @property
+    def admin_prefix(self) -> str:
+        return f"/admin/collections/{self.collection_id}"
+
+
 def _listening_socket() -> socket.socket:
     """A socket already bound to a free port, handed to uvicorn: no race for the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -68,13 +82,21 @@ def _listening_socket() -> socket.socket:
     return sock
 
 
-def _enroll_identities(api: httpx.Client) -> dict[str, int]:
-    """Every folder of ../shared/data/identities becomes a subject with all its photos."""
+def _enroll_identities(
+    api: httpx.Client, people: list[str] | None = None, prefix: str = ""
+) -> dict[str, int]:
+    """Each folder of ../shared/data/identities (all, or those of ``people``) becomes a subject with
+    all its photos, through ``{prefix}/enroll``."""
+    folders = sorted(p for p in require_data(IDENTITIES).iterdir() if p.is_dir())
+    if people is not None:
+        folders = [folder for folder in folders if folder.name in people]
+        assert len(folders) == len(people), f"not all of {people} are in {IDENTITIES}"
     gallery: dict[str, int] = {}
-    for folder in sorted(p for p in require_data(IDENTITIES).iterdir() if p.is_dir()):
+    for folder in folders:
         photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         files = [("file", (p.name, p.read_bytes(), "application/octet-stream")) for p in photos]
-        response = api.post("/enroll", data={"subject_id": folder.name, "name": folder.name}, files=files)
+        data = {"subject_id": folder.name, "name": folder.name}
+        response = api.post(f"{prefix}/enroll", data=data, files=files)
         assert response.status_code == 201, response.text
         gallery[folder.name] = len(response.json()["faces"])
     return gallery
@@ -122,6 +144,16 @@ def live_service(tmp_path_factory: pytest.TempPathFactory, pipeline: FacePipelin
 
 
 @pytest.fixture(scope="module")
+def shop_a(live_service: LiveService) -> Collection:
+    """A second collection on the live service, created and enrolled through the API."""
+    with httpx.Client(base_url=live_service.base_url, headers={"X-API-Key": ADMIN_KEY}, timeout=300) as api:
+        created = api.post("/collections", json={"collection_id": SHOP_A, "name": "Shop A"})
+        assert created.status_code == 201, created.text
+        gallery = _enroll_identities(api, list(SHOP_A_PEOPLE), prefix=f"/collections/{SHOP_A}")
+    return Collection(SHOP_A, gallery)
+
+
+@pytest.fixture(scope="module")
 def empty_service(tmp_path_factory: pytest.TempPathFactory, pipeline: FacePipeline) -> Iterator[LiveService]:
     """The service as first started: nobody enrolled."""
     with serving(tmp_path_factory.mktemp("web-empty"), pipeline) as base_url:
@@ -136,10 +168,12 @@ def api(live_service: LiveService) -> Iterator[httpx.Client]:
         yield client
 
 
-def gallery_report(api: httpx.Client) -> dict[str, Any]:
-    """GET /admin/report, following the background job when the service answers 202."""
+def gallery_report(api: httpx.Client, collection: str | None = None) -> dict[str, Any]:
+    """GET /admin/report (of ``collection``, else of default), following the background job when
+    the service answers 202."""
+    path = "/admin/report" if collection is None else f"/admin/collections/{collection}/report"
     deadline = time.monotonic() + JOB_LIMIT_S
-    response = api.get("/admin/report")
+    response = api.get(path)
     while response.status_code == 202:
         job = response.json()["job"]
         while job["state"] in ("queued", "running"):
@@ -147,7 +181,7 @@ def gallery_report(api: httpx.Client) -> dict[str, Any]:
             time.sleep(0.5)
             job = api.get(f"/admin/jobs/{job['id']}").json()
         assert job["state"] == "done", job
-        response = api.get("/admin/report")
+        response = api.get(path)
     assert response.status_code == 200, response.text
     report: dict[str, Any] = response.json()
     return report
