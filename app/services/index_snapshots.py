@@ -34,7 +34,7 @@ class SnapshotFolder:
         database = hashlib.sha256(database_url.encode()).hexdigest()[:12]
         folder = Path(settings.data_dir) / "index" / f"{model_name}-{settings.index_kind}-{database}"
         # Before collections, the one gallery's snapshot was this file beside the folder.
-        folder.with_suffix(".npz").unlink(missing_ok=True)
+        (folder.parent / f"{folder.name}.npz").unlink(missing_ok=True)
         return cls(folder)
 
     def path(self, collection_id: int) -> Path:
