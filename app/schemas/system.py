@@ -15,7 +15,9 @@ class CollectionReadiness(BaseModel):
     indexed: bool = Field(description="false: another model's collection, not searched by this service")
     templates: int = Field(description="templates in this worker's index of the collection")
     change_seq: int = Field(description="the collection's newest change-log seq")
-    in_step: bool = Field(description="this worker's index holds that change")
+    in_step: bool = Field(
+        description="this worker's index holds that change (false for a moment after another worker's write)"
+    )
 
 
 class ReadyStatus(BaseModel):
