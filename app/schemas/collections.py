@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import JsonObject, RequestModel
+from app.schemas.common import JsonObject, NameMetadataUpdate, RequestModel
 
 # Collection ids appear in URL paths: letters, digits, '_', '.', '-'. Checked by the
 # service, so a bad id is the documented 422 invalid_collection_id.
@@ -23,11 +23,8 @@ class CollectionCreate(RequestModel):
     )
 
 
-class CollectionUpdate(RequestModel):
+class CollectionUpdate(NameMetadataUpdate):
     """PATCH body: fields left out stay as they are; ``name: null`` clears the name."""
-
-    name: str | None = Field(default=None, max_length=255)
-    metadata: JsonObject | None = None
 
 
 class CollectionPublic(BaseModel):

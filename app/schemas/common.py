@@ -91,3 +91,20 @@ class ModelInfo(BaseModel):
     name: str
     version: str
     metric: str = Field(description="cosine or euclidean; similarity is higher = more alike either way")
+
+
+class NameMetadataUpdate(RequestModel):
+    """PATCH body of a subject or a collection: fields left out stay as they are; ``name: null`` clears it."""
+
+    name: str | None = Field(default=None, max_length=255)
+    metadata: JsonObject | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the client sent, as an update takes them (``metadata: null`` empties it)."""
+        sent = self.model_fields_set
+        changed: dict[str, Any] = {}
+        if "name" in sent:
+            changed["name"] = self.name
+        if "metadata" in sent:
+            changed["metadata"] = self.metadata or {}
+        return changed

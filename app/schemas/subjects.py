@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import Box, FaceQualityPublic, JsonObject, RequestModel
+from app.schemas.common import Box, FaceQualityPublic, NameMetadataUpdate
 
 
 class FacePublic(BaseModel):
@@ -40,11 +40,8 @@ class SubjectPage(BaseModel):
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
 
 
-class SubjectUpdate(RequestModel):
+class SubjectUpdate(NameMetadataUpdate):
     """PATCH body: fields left out stay as they are; ``name: null`` clears the name."""
-
-    name: str | None = Field(default=None, max_length=255)
-    metadata: JsonObject | None = None
 
 
 class SubjectDeleted(BaseModel):

@@ -35,7 +35,6 @@ from app.db.collections import (
     update_collection,
 )
 from app.db.models import DEFAULT_COLLECTION, Collection
-from app.db.unset import UNSET
 from app.schemas.collections import (
     COLLECTION_ID_PATTERN,
     CollectionCreate,
@@ -146,28 +145,22 @@ def read(session: Session, target: Target) -> CollectionPublic:
     return collection_public(session, find_collection(session, target))
 
 
-def patch(session: Session, target: Target, update: CollectionUpdate, actor: str) -> CollectionPublic:
+def patch(session: Session, target: Target, update: CollectionUpdate) -> CollectionPublic:
     begin_gallery_write(session)
     collection = find_collection(session, target)
-    fields = update.model_fields_set
-    update_collection(
-        session,
-        collection,
-        name=update.name if "name" in fields else UNSET,
-        metadata=(update.metadata or {}) if "metadata" in fields else UNSET,
-    )
+    update_collection(session, collection, **update.changes())
     write_audit(
         session,
-        actor,
+        target.actor,
         "collection.update",
         collection.external_id,
-        {"fields": sorted(fields)},
+        {"fields": sorted(update.model_fields_set)},
         collection_id=collection.id,
     )
     return collection_public(session, collection)
 
 
-def remove(services: Services, session: Session, target: Target, actor: str) -> CollectionDeleted:
+def remove(services: Services, session: Session, target: Target) -> CollectionDeleted:
     """Delete the collection and all it holds, in this transaction; every worker drops its index."""
     begin_gallery_write(session)
     collection = find_collection(session, target)
@@ -180,7 +173,7 @@ def remove(services: Services, session: Session, target: Target, actor: str) -> 
     after_commit(session, services.index.catch_up)
     write_audit(
         session,
-        actor,
+        target.actor,
         "collection.delete",
         target.collection_id,
         {"subjects": subjects, "templates": templates},

@@ -12,7 +12,6 @@ from app.db.audit import write_audit
 from app.db.faces import delete_face, get_face_by_public_id, list_faces
 from app.db.models import Collection, Face, Subject
 from app.db.subjects import (
-    UNSET,
     delete_subject,
     face_counts,
     get_subject_by_external_id,
@@ -56,13 +55,7 @@ def patch_subject(session: Session, target: Target, subject_id: str, update: Sub
     begin_gallery_write(session)
     collection = find_collection(session, target)
     subject = _subject(session, collection, subject_id)
-    fields = update.model_fields_set
-    update_subject(
-        session,
-        subject,
-        name=update.name if "name" in fields else UNSET,
-        metadata=(update.metadata or {}) if "metadata" in fields else UNSET,
-    )
+    update_subject(session, subject, **update.changes())
     write_audit(
         session,
         target.actor,

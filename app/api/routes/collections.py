@@ -72,7 +72,7 @@ def get_collection(gallery: ClientTarget, session: SessionDep) -> CollectionPubl
     responses=error_responses(*COLLECTION_ERRORS),
 )
 def patch_collection(gallery: AdminTarget, update: CollectionUpdate, session: SessionDep) -> CollectionPublic:
-    return collections.patch(session, gallery, update, gallery.actor)
+    return collections.patch(session, gallery, update)
 
 
 @router.delete(
@@ -85,4 +85,4 @@ def patch_collection(gallery: AdminTarget, update: CollectionUpdate, session: Se
     responses=error_responses(CollectionProtected, *COLLECTION_ERRORS),
 )
 def delete_collection(gallery: AdminTarget, services: ServicesDep, session: SessionDep) -> CollectionDeleted:
-    return collections.remove(services, session, gallery, gallery.actor)
+    return collections.remove(services, session, gallery)
