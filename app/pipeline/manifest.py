@@ -39,6 +39,22 @@ class ThresholdPoint(BaseModel):
     frr: float
 
 
+class LicenceStatus(BaseModel):
+    """What a model's pack states about its use, as read when it was built or imported.
+
+    ``commercial_use``: True where the terms permit it (CC0, MIT, a signed
+    commercial InsightFace licence), False where they do not (InsightFace's
+    non-commercial terms, which apply when a pack has no ``MODEL.LICENSE``),
+    None where the pack says nothing we can read (a model trained here on
+    data whose licence is the user's to judge).
+    """
+
+    terms: str
+    commercial_use: bool | None
+    source: str = Field(description="where the statement was read: package metadata, MODEL.LICENSE, ...")
+    status: str = Field(default="", description="insightface's licence status, for InsightFace packs")
+
+
 class ModelManifest(BaseModel):
     name: str
     version: str
@@ -47,8 +63,17 @@ class ModelManifest(BaseModel):
     sha256: str = ""
     source_package: str
     licence: str
+    licence_status: LicenceStatus | None = None
+    # How the pack was laid out where it came from: "facerec" (built or exported here,
+    # with a manifest) or "insightface" (an InsightFace pack, imported by `facerec models import`).
+    source_format: Literal["facerec", "insightface"] = "facerec"
     description: str = ""
     input: InputSpec
+    # Detectors only: which decoder reads the graph's outputs.
+    detector_format: Literal["retinaface", "scrfd"] = "retinaface"
+    # Embedders only: the detector folder of the same pack (an InsightFace pack's SCRFD);
+    # None runs the service's configured detector.
+    detector: str | None = None
     # Embedders only.
     template: list[list[float]] | None = None
     template_note: str = ""
@@ -68,6 +93,11 @@ class ModelManifest(BaseModel):
             if len(self.framing_correction) != rows or any(len(row) != 4 for row in self.framing_correction):
                 raise ValueError(f"framing_correction must be {rows} rows of 4 numbers for this template")
         return self
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the manifest carries operating points measured for this embedder."""
+        return bool(self.thresholds)
 
     def threshold_at(self, far: float) -> float:
         for point in self.thresholds:
