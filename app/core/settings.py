@@ -72,9 +72,14 @@ class Settings(BaseSettings):
     enroll_min_face_size: float = Field(default=40.0, ge=0.0)
     enroll_min_det_score: float = Field(default=0.9, ge=0.0, le=1.0)
     identify_max_faces: int = Field(default=20, ge=1, le=200)
-    # Keep each template's aligned crop (PNG) so templates can be rebuilt for
-    # a new model; false for privacy.
+    # Keep, per template, the region of the photo around the face (lossless PNG)
+    # and its landmarks, so a collection can move to a new model without the
+    # photos (re-embedding); false for privacy, which makes re-embedding impossible.
     store_crops: bool = True
+    # The long side of that region, in pixels: larger faces are scaled down to
+    # fit (area resampling). Every model aligns from this region, at enrolment
+    # and when re-embedding, so both give the same template.
+    source_crop_side: int = Field(default=384, ge=128, le=2048)
     # Concurrent inferences per process; 0 = the process's share of the CPU
     # cores (see worker_processes).
     inference_workers: int = Field(default=0, ge=0)

@@ -10,9 +10,10 @@ import numpy as np
 
 from app.core.arrays import FloatArray, ImageArray
 from app.core.settings import Settings
-from app.pipeline.detect import Detection, RetinaFaceDetector
+from app.pipeline.detect import Detection
+from app.pipeline.detectors import Detector, open_detector
 from app.pipeline.embed import OnnxEmbedder
-from app.pipeline.geometry import align_to_template
+from app.pipeline.geometry import SourceCrop, align_to_template, cut_source
 from app.pipeline.manifest import ModelManifest, load_manifest
 from app.pipeline.similarity import Metric, paired_similarity
 
@@ -46,6 +47,7 @@ class Face:
     quality: FaceQuality
     embedding: FloatArray  # (D,) raw, in the model's own scale
     crop: ImageArray  # (H, W, 3) aligned RGB crop the embedding was computed from
+    source: SourceCrop  # the region of the photo every model's crop of this face comes from
 
 
 def measure_quality(detection: Detection, crop: ImageArray) -> FaceQuality:
@@ -61,14 +63,17 @@ class FacePipeline:
 
     def __init__(
         self,
-        detector: RetinaFaceDetector,
+        detector: Detector,
         embedder: OnnxEmbedder,
         *,
         mirror: bool = True,
         blend_framings: bool = False,
+        source_side: int = 384,
     ) -> None:
         self.detector = detector
         self.embedder = embedder
+        # Faces are cut from a region of at most this long side (``cut_source``).
+        self.source_side = source_side
         # Embed each crop and its mirror image and average the two: the
         # network's errors are not mirror-symmetric, so the mean is steadier.
         self.mirror = mirror
@@ -81,7 +86,7 @@ class FacePipeline:
     @classmethod
     def from_settings(cls, settings: Settings, *, embedder: OnnxEmbedder | None = None) -> FacePipeline:
         """The configured pipeline; ``embedder`` replaces the configured one (a model being exported)."""
-        detector = RetinaFaceDetector.from_settings(settings)
+        detector = open_detector(settings.models_dir, settings.detector, settings)
         if embedder is None:
             embedder_dir = settings.models_dir / settings.embedder
             embedder = OnnxEmbedder(
@@ -90,7 +95,13 @@ class FacePipeline:
                 threads=settings.inference_threads,
                 batch_size=settings.embed_batch_size,
             )
-        return cls(detector, embedder, mirror=settings.mirror_faces, blend_framings=settings.blend_framings)
+        return cls(
+            detector,
+            embedder,
+            mirror=settings.mirror_faces,
+            blend_framings=settings.blend_framings,
+            source_side=settings.source_crop_side,
+        )
 
     @property
     def model(self) -> ModelManifest:
@@ -105,18 +116,26 @@ class FacePipeline:
         """Faces in ``image``, largest first."""
         return self.detector.detect(image, max_faces=max_faces)
 
+    def sources(self, image: ImageArray, detections: Sequence[Detection]) -> list[SourceCrop]:
+        """The region around each face that its crops are cut from."""
+        return [cut_source(image, d.landmarks, d.box, self.source_side) for d in detections]
+
     def align(
         self, image: ImageArray, detections: Sequence[Detection], *, corrected: bool = True
     ) -> ImageArray:
         """(N, H, W, 3) crops framed as the embedder asks; ``corrected=False``: by its template alone."""
+        return self.align_sources(self.sources(image, detections), corrected=corrected)
+
+    def align_sources(self, sources: Sequence[SourceCrop], *, corrected: bool = True) -> ImageArray:
+        """``align`` from stored regions: what re-embedding a template for this model starts from."""
         width, height = self.embedder.crop_size
-        if not detections:
+        if not sources:
             return np.zeros((0, height, width, 3), dtype=np.uint8)
         template = self.embedder.template
         correction = self.embedder.framing_correction if corrected else None
         crops = [
-            align_to_template(image, d.landmarks, template, (width, height), correction, d.box)
-            for d in detections
+            align_to_template(s.pixels, s.landmarks, template, (width, height), correction, s.box)
+            for s in sources
         ]
         return np.stack(crops)
 
@@ -126,16 +145,22 @@ class FacePipeline:
         return self.blend_framings and self.embedder.framing_correction is not None
 
     def embed(self, image: ImageArray, detections: Sequence[Detection]) -> list[Face]:
-        crops = self.align(image, detections)
+        sources = self.sources(image, detections)
+        crops, embeddings = self.embed_sources(sources)
+        return [
+            Face(d.box, d.score, d.landmarks, measure_quality(d, crop), embedding, crop, source)
+            for d, crop, embedding, source in zip(detections, crops, embeddings, sources, strict=True)
+        ]
+
+    def embed_sources(self, sources: Sequence[SourceCrop]) -> tuple[ImageArray, FloatArray]:
+        """The aligned crops of stored regions and their (N, D) raw embeddings."""
+        crops = self.align_sources(sources)
         if self.blends and len(crops):
-            both = self.embed_crops(np.concatenate([crops, self.align(image, detections, corrected=False)]))
+            both = self.embed_crops(np.concatenate([crops, self.align_sources(sources, corrected=False)]))
             embeddings = np.asarray((both[: len(crops)] + both[len(crops) :]) / 2, dtype=np.float32)  # (N, D)
         else:
             embeddings = self.embed_crops(crops)  # (N, D)
-        return [
-            Face(d.box, d.score, d.landmarks, measure_quality(d, crop), embedding, crop)
-            for d, crop, embedding in zip(detections, crops, embeddings, strict=True)
-        ]
+        return crops, embeddings
 
     def embed_crops(self, crops: ImageArray) -> FloatArray:
         """(N, H, W, 3) aligned crops → (N, D) raw embeddings (with ``mirror``: mean with the mirror's)."""

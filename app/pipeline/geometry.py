@@ -9,26 +9,22 @@ mouth corner.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from insightface.utils.face_align import arcface_dst
 from numpy.typing import NDArray
 
 from app.core.arrays import FloatArray, ImageArray
 
-# The ArcFace/InsightFace 112×112 five-point template (public convention of
-# models trained on MS1M-style aligned crops).
-ARCFACE_112: FloatArray = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float32,
-)
+# The ArcFace 112×112 five-point template, as insightface itself aligns with it
+# (``face_align.arcface_dst``, the convention of models trained on MS1M-style
+# crops), so our crops and an InsightFace pack's are cut alike. Its rows are in
+# our landmark order. A copy: insightface's array stays insightface's.
+ARCFACE_112: FloatArray = np.array(arcface_dst, dtype=np.float32)
 
 # Our own models' normalised face: 128×128, the ArcFace framing scaled up.
 DEFAULT_CROP_SIZE = 128
@@ -145,6 +141,58 @@ def align_to_template(
         image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     return np.asarray(crop, dtype=np.uint8)
+
+
+# The region kept around a face, in sides of its box (the longer one): wide enough for
+# any model's crop of the face even rolled by 45 degrees (an ArcFace or dlib crop spans
+# about 1.5 box sides, so its diagonal about 2.1).
+SOURCE_REGION = 2.4
+
+
+@dataclass(frozen=True)
+class SourceCrop:
+    """The part of a photo around one face, from which every model's crop of that face is cut.
+
+    Aligning from it equals aligning from the photo (a whole-pixel window, so
+    the same pixels) unless the region was scaled down to ``max_side``; the
+    service stores it with each template, so a template for another model is
+    the one a fresh enrolment of the photo would give.
+    """
+
+    pixels: ImageArray  # (h, w, 3) RGB
+    landmarks: FloatArray  # (5, 2) in the region's pixels
+    box: FloatArray  # (4,) x1, y1, x2, y2 in the region's pixels
+
+
+def cut_source(image: ImageArray, landmarks: FloatArray, box: FloatArray, max_side: int) -> SourceCrop:
+    """The square of ``SOURCE_REGION`` box sides around the face, clipped to the photo.
+
+    A region longer than ``max_side`` is scaled down to it with area
+    resampling (no aliasing); landmarks and box follow into its pixels.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    half = SOURCE_REGION * max(x2 - x1, y2 - y1) / 2
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    height, width = image.shape[:2]
+    left, top = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
+    right, bottom = min(width, math.ceil(cx + half)), min(height, math.ceil(cy + half))
+    if right <= left or bottom <= top:
+        raise ValueError(f"the face box {box} lies outside the {width}x{height} image")
+    region = image[top:bottom, left:right]
+    scale = np.ones(2)
+    if max(region.shape[:2]) > max_side:
+        factor = max_side / max(region.shape[:2])
+        size = (max(1, round(region.shape[1] * factor)), max(1, round(region.shape[0] * factor)))
+        scale = np.array([size[0] / region.shape[1], size[1] / region.shape[0]])
+        region = np.asarray(cv2.resize(region, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    offset = np.array([left, top], dtype=np.float64)
+    points = (np.asarray(landmarks, np.float64) - offset) * scale  # (5, 2)
+    corners = (np.asarray(box, np.float64).reshape(2, 2) - offset) * scale  # (2, 2)
+    return SourceCrop(
+        np.ascontiguousarray(region, dtype=np.uint8),
+        points.astype(np.float32),
+        corners.reshape(4).astype(np.float32),
+    )
 
 
 def normalise_pixels(

@@ -14,14 +14,17 @@ import hashlib
 import io
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from app.core.arrays import FloatArray
 from app.core.settings import Settings
 from app.pipeline.decode import decode_image
 from app.pipeline.face_pipeline import Face, FacePipeline
+from app.pipeline.geometry import SourceCrop
 
 
 def inference_settings(settings: Settings) -> tuple[Settings, int]:
@@ -53,10 +56,17 @@ class AnalyzedImage:
 class InferenceRunner:
     """The pipeline behind a counting semaphore."""
 
-    def __init__(self, pipeline: FacePipeline, settings: Settings, workers: int) -> None:
+    def __init__(
+        self,
+        pipeline: FacePipeline,
+        settings: Settings,
+        workers: int,
+        slots: threading.BoundedSemaphore | None = None,
+    ) -> None:
+        """``slots``: a semaphore shared with the runners of the process's other models."""
         self.pipeline = pipeline
         self.workers = workers
-        self._slots = threading.BoundedSemaphore(workers)
+        self._slots = slots or threading.BoundedSemaphore(workers)
         self._max_bytes = settings.max_image_bytes
         self._max_pixels = settings.max_image_pixels
 
@@ -70,6 +80,11 @@ class InferenceRunner:
             image = decode_image(data, max_bytes=self._max_bytes, max_pixels=self._max_pixels)
             faces = self.pipeline.analyze(image, max_faces=max_faces)
         return AnalyzedImage(digest, image.shape[0], image.shape[1], faces)
+
+    def embed_sources(self, sources: Sequence[SourceCrop]) -> FloatArray:
+        """(N, D) templates of stored face regions for this runner's model, in an inference slot."""
+        with self._slots:
+            return self.pipeline.embed_sources(sources)[1]
 
 
 def encode_crop(crop: np.ndarray) -> bytes:
