@@ -22,6 +22,7 @@ from app.api.routes import (
     collections,
     enroll,
     keys,
+    models,
     recognition,
     subjects,
     system,
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, *, pipeline: FacePipeline | Non
     # Added last = outermost: the size limit sees the body before anything else reads it.
     app.add_middleware(RequestMetrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    for module in (collections, keys, system, admin_page):
+    for module in (collections, keys, models, system, admin_page):
         app.include_router(module.router)
     app.include_router(admin.jobs_router)
     include_gallery_routes(app)

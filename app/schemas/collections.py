@@ -14,12 +14,23 @@ from app.schemas.common import JsonObject, NameMetadataUpdate, RequestModel
 COLLECTION_ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
+class GivenThresholds(RequestModel):
+    """Operating thresholds stated by the caller, in the model's similarity."""
+
+    verify: float = Field(ge=-1.0, le=1.0)
+    identify: float = Field(ge=-1.0, le=1.0)
+
+
 class CollectionCreate(RequestModel):
     collection_id: str = Field(max_length=255, description="[A-Za-z0-9_.-]{1,64}, unique")
     name: str | None = Field(default=None, max_length=255)
     metadata: JsonObject | None = None
     model: str | None = Field(
         default=None, max_length=64, description="embedder name; the service's configured one when left out"
+    )
+    thresholds: GivenThresholds | None = Field(
+        default=None,
+        description="verify and identify thresholds to start from; required for a model without calibration",
     )
 
 

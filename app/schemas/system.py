@@ -12,7 +12,7 @@ class HealthStatus(BaseModel):
 class CollectionReadiness(BaseModel):
     collection_id: str
     model: str
-    indexed: bool = Field(description="false: another model's collection, not searched by this service")
+    indexed: bool = Field(description="false: its model is not installed here, so it is not searched")
     templates: int = Field(description="templates in this worker's index of the collection")
     change_seq: int = Field(description="the collection's newest change-log seq")
     in_step: bool = Field(

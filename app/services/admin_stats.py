@@ -14,19 +14,19 @@ from app.services.thresholds import operating_thresholds
 
 
 def admin_stats(services: Services, session: Session, target: Target) -> AdminStats:
-    """The collection's figures; its model's metric and size when that model is the one loaded."""
+    """The collection's figures; its model's metric and size when that model is installed."""
     collection = find_collection(session, target)
-    thresholds = operating_thresholds(session, collection.id, services.default_thresholds)
+    thresholds = operating_thresholds(session, collection.id, services.thresholds_of(collection.model_name))
     latest = latest_gallery_report(session, collection.id, collection.model_name)
-    loaded = collection.model_name == services.model.name
+    space = services.index.space_of(collection.model_name)
     return AdminStats(
         collection=collection.external_id,
         subjects=count_subjects(session, collection.id),
         faces=count_faces(session, collection.id, collection.model_name),
         model=collection.model_name,
-        metric=services.pipeline.metric if loaded else "unknown",
-        embedding_size=(services.model.embedding_size or 0) if loaded else 0,
-        index_size=services.index.index_of(collection.id).ntotal if loaded else 0,
+        metric=space.metric if space is not None else "unknown",
+        embedding_size=space.dim if space is not None else 0,
+        index_size=services.index.index_of(collection.id).ntotal if space is not None else 0,
         thresholds=ThresholdPair(verify=thresholds.verify, identify=thresholds.identify),
         last_report=ReportRef(id=latest.id, created_at=latest.created_at) if latest is not None else None,
     )

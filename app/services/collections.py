@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,7 @@ from app.core.errors import (
     CollectionProtected,
     InvalidCollectionId,
     ModelNotFound,
-    ModelUnavailable,
+    ModelUncalibrated,
     TooManyCollections,
 )
 from app.core.logging import log_event
@@ -35,6 +36,8 @@ from app.db.collections import (
     update_collection,
 )
 from app.db.models import DEFAULT_COLLECTION, Collection
+from app.model_packs.catalog import installed_models
+from app.pipeline.pipelines import Pipelines
 from app.schemas.collections import (
     COLLECTION_ID_PATTERN,
     CollectionCreate,
@@ -42,11 +45,19 @@ from app.schemas.collections import (
     CollectionPage,
     CollectionPublic,
     CollectionUpdate,
+    GivenThresholds,
 )
 from app.services.container import Services
 from app.services.cursors import decode_cursor
 from app.services.keys import Principal
-from app.services.thresholds import seed_thresholds
+from app.services.thresholds import (
+    IDENTIFY_KEY,
+    VERIFY_KEY,
+    OperatingThresholds,
+    default_thresholds,
+    seed_thresholds,
+    set_thresholds,
+)
 from app.services.transactions import after_commit, begin_gallery_write
 
 logger = logging.getLogger(__name__)
@@ -79,14 +90,9 @@ def find_collection(session: Session, target: Target) -> Collection:
 
 
 def embedding_collection(services: Services, session: Session, target: Target) -> Collection:
-    """``find_collection`` for a use case that embeds: the collection's model must be the one loaded."""
+    """``find_collection`` for a use case that embeds: the collection's model must be installed here."""
     collection = find_collection(session, target)
-    if collection.model_name != services.model.name:
-        raise ModelUnavailable(
-            f"collection {collection.external_id!r} holds {collection.model_name} templates, "
-            f"but this service runs {services.model.name}",
-            {"collection_id": collection.external_id, "model": collection.model_name},
-        )
+    services.runner_of(collection.model_name)  # 409 model_unavailable when it is not
     return collection
 
 
@@ -97,12 +103,7 @@ def create(services: Services, session: Session, body: CollectionCreate, actor: 
             {"collection_id": body.collection_id[:64], "pattern": COLLECTION_ID_PATTERN},
         )
     model = body.model or services.model.name
-    if model != services.model.name:
-        # One embedder runs per service for now; its name is the only one installed.
-        raise ModelNotFound(
-            f"no embedder {model!r} is installed; this service runs {services.model.name}",
-            {"model": model, "installed": [services.model.name]},
-        )
+    thresholds = model_thresholds(services.pipelines, model, body.thresholds)
     # The gallery write lock (SQLite's write lock, PostgreSQL's change-log lock) queues
     # concurrent creates in every worker here, so the limit and the id check hold.
     begin_gallery_write(session)
@@ -118,7 +119,16 @@ def create(services: Services, session: Session, body: CollectionCreate, actor: 
         raise CollectionExists(
             f"collection {body.collection_id!r} exists", {"collection_id": body.collection_id}
         )
-    seed_thresholds(session, collection.id, services.default_thresholds)
+    seed_thresholds(session, collection.id, services.thresholds_of(model))
+    if body.thresholds is not None:
+        set_thresholds(
+            session,
+            collection.id,
+            thresholds,
+            {VERIFY_KEY: thresholds.verify, IDENTIFY_KEY: thresholds.identify},
+            actor=actor,
+            source="given when the collection was created",
+        )
     write_audit(
         session,
         actor,
@@ -129,6 +139,33 @@ def create(services: Services, session: Session, body: CollectionCreate, actor: 
     )
     log_event(logger, "collection.created", collection=collection.external_id, model=model)
     return collection_public(session, collection)
+
+
+def model_thresholds(pipelines: Pipelines, model: str, given: GivenThresholds | None) -> OperatingThresholds:
+    """The thresholds a collection of ``model`` starts with: ``given``, else the model's calibrated ones.
+
+    422 ``model_not_found`` for a model that is not an installed embedder,
+    422 ``model_uncalibrated`` for one without calibrated thresholds when
+    none are given: its similarities have no known meaning yet.
+    """
+    try:
+        manifest = pipelines.manifest(model)
+    except ModelNotFound as error:
+        error.details = {**error.details, "installed": installed_embedders(pipelines.settings.models_dir)}
+        raise
+    if given is not None:
+        return OperatingThresholds(verify=given.verify, identify=given.identify)
+    if not manifest.calibrated:
+        raise ModelUncalibrated(
+            f"model {model!r} has no calibrated thresholds: calibrate it "
+            '(`facerec models calibrate`) or give "thresholds": {"verify": ..., "identify": ...}',
+            {"model": model},
+        )
+    return default_thresholds(manifest)
+
+
+def installed_embedders(models_dir: Path) -> list[str]:
+    return [m.name for m in installed_models(models_dir) if m.kind == "embedder"]
 
 
 def page(session: Session, principal: Principal, limit: int, cursor: str | None) -> CollectionPage:

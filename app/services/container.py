@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.core.errors import ModelNotFound, ModelUnavailable
 from app.core.logging import log_event
 from app.core.prometheus import Metrics
 from app.core.settings import Settings
@@ -26,10 +27,11 @@ from app.db.session import (
     upgrade_database,
 )
 from app.pipeline.face_pipeline import FacePipeline
-from app.pipeline.manifest import ModelManifest, load_manifest
+from app.pipeline.manifest import ModelManifest
+from app.pipeline.pipelines import Pipelines
 from app.pipeline.runner import InferenceRunner, inference_settings
 from app.services.health import GaugeRefresher
-from app.services.index_follower import IndexFollower
+from app.services.index_follower import EmbeddingSpace, IndexFollower
 from app.services.keys import ensure_first_admin_key
 from app.services.thresholds import OperatingThresholds, default_thresholds, seed_thresholds
 
@@ -42,35 +44,70 @@ class Services:
     database_url: str
     engine: Engine
     session_factory: Callable[[], Session]
-    pipeline: FacePipeline
-    inference: InferenceRunner
+    pipelines: Pipelines
     index: IndexFollower
-    default_thresholds: OperatingThresholds
     metrics: Metrics = field(default_factory=Metrics)
     started_at: float = field(default_factory=time.monotonic)
     # Only with several worker processes (see GaugeRefresher).
     gauge_refresher: GaugeRefresher | None = None
 
     @property
+    def inference(self) -> InferenceRunner:
+        """The configured model's runner (a new collection's model unless it names another)."""
+        return self.pipelines.default
+
+    @property
+    def pipeline(self) -> FacePipeline:
+        return self.inference.pipeline
+
+    @property
     def model(self) -> ModelManifest:
         return self.pipeline.model
 
+    @property
+    def default_thresholds(self) -> OperatingThresholds:
+        return default_thresholds(self.model)
+
+    def runner_of(self, model_name: str) -> InferenceRunner:
+        """The pipeline of a collection's model, loaded on first use; 409 when it is not installed."""
+        try:
+            return self.pipelines.runner(model_name)
+        except ModelNotFound as error:
+            raise ModelUnavailable(
+                f"this service has no model {model_name!r} installed: {error.message}", {"model": model_name}
+            ) from error
+
+    def thresholds_of(self, model_name: str) -> OperatingThresholds:
+        """The operating thresholds a collection of ``model_name`` starts from (its manifest's)."""
+        return default_thresholds(self.pipelines.manifest(model_name))
+
 
 def initialise_database(
-    session_factory: Callable[[], Session], settings: Settings, model_name: str, defaults: OperatingThresholds
+    session_factory: Callable[[], Session], settings: Settings, manifests: Callable[[str], ModelManifest]
 ) -> str | None:
     """The default collection, every collection's operating thresholds and the first admin key.
 
     Returns a new admin key's plaintext. Idempotent: a second worker, or a
-    restart, finds it all done. Thresholds are seeded for the collections of
-    the embedder now running (``model_name``), whose manifest gave ``defaults``.
+    restart, finds it all done. Each collection's thresholds are seeded from
+    its model's manifest (``manifests(name)``); a collection whose model is
+    not installed keeps what it has.
     """
     with session_factory() as session:
         begin_write(session)
-        ensure_default_collection(session, model_name)
+        ensure_default_collection(session, settings.embedder)
         for collection in all_collections(session):
-            if collection.model_name == model_name:
-                seed_thresholds(session, collection.id, defaults)
+            try:
+                manifest = manifests(collection.model_name)
+            except ModelNotFound:
+                log_event(
+                    logger,
+                    "collection.model_missing",
+                    logging.WARNING,
+                    collection=collection.external_id,
+                    model=collection.model_name,
+                )
+                continue
+            seed_thresholds(session, collection.id, default_thresholds(manifest))
         plaintext = ensure_first_admin_key(session, settings)
         session.commit()
     return plaintext
@@ -87,13 +124,12 @@ def open_database(settings: Settings) -> tuple[str, Engine, Callable[[], Session
 def prepare_database(settings: Settings) -> str | None:
     """Migrations, thresholds and the first admin key, once, before several workers start.
 
-    Returns a newly created admin key's plaintext. Reads only the embedder's
-    manifest, not the models.
+    Returns a newly created admin key's plaintext. Reads only the models' manifests, not the models.
     """
-    manifest = load_manifest(settings.models_dir / settings.embedder, verify=False)
+    pipelines = Pipelines(settings, workers=1)
     _, engine, session_factory = open_database(settings)
     try:
-        return initialise_database(session_factory, settings, manifest.name, default_thresholds(manifest))
+        return initialise_database(session_factory, settings, pipelines.manifest)
     finally:
         engine.dispose()
 
@@ -116,20 +152,15 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
     pipeline_settings, workers = inference_settings(settings)
     if pipeline is None:
         pipeline = FacePipeline.from_settings(pipeline_settings)
+    pipelines = Pipelines(pipeline_settings, workers, default=pipeline)
     manifest = pipeline.model
-    defaults = default_thresholds(manifest)
-    plaintext = initialise_database(session_factory, settings, manifest.name, defaults)
+    plaintext = initialise_database(session_factory, settings, pipelines.manifest)
     if plaintext is not None:
         announce_admin_key(plaintext)
     if manifest.embedding_size is None:
         raise ValueError(f"embedder {manifest.name} declares no embedding_size")
     follower = IndexFollower.open(
-        session_factory,
-        settings=settings,
-        database_url=url,
-        model_name=manifest.name,
-        dim=manifest.embedding_size,
-        metric=pipeline.metric,
+        session_factory, settings=settings, database_url=url, spaces=model_space(pipelines)
     )
     follower.start()
     log_event(
@@ -147,16 +178,29 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
         database_url=url,
         engine=engine,
         session_factory=session_factory,
-        pipeline=pipeline,
-        inference=InferenceRunner(pipeline, settings, workers),
+        pipelines=pipelines,
         index=follower,
-        default_thresholds=defaults,
         metrics=metrics,
     )
     if metrics.multiprocess:
         services.gauge_refresher = GaugeRefresher(services)
         services.gauge_refresher.start()
     return services
+
+
+def model_space(pipelines: Pipelines) -> Callable[[str], EmbeddingSpace | None]:
+    """What the index needs of a model: its embedding size and metric; None when it is not installed."""
+
+    def space(name: str) -> EmbeddingSpace | None:
+        try:
+            manifest = pipelines.manifest(name)
+        except ModelNotFound:
+            return None
+        if manifest.embedding_size is None or manifest.metric is None:
+            return None
+        return EmbeddingSpace(manifest.embedding_size, manifest.metric)
+
+    return space
 
 
 def stop_services(services: Services) -> None:

@@ -109,7 +109,7 @@ def _evaluate(
     evaluation_set: EvaluationSet,
     progress: ProgressFn,
 ) -> dict[str, Any]:
-    pipeline = services.pipeline
+    pipeline = services.runner_of(context.model_name).pipeline  # the collection's model
     paths = list(evaluation_set.images)
     embedded = EmbeddedSet()
     for start in range(0, len(paths), EMBED_CHUNK):

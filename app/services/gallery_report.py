@@ -35,10 +35,12 @@ REPORT_JOB = "gallery_report"
 
 
 def context_of(services: Services, session: Session, collection: Collection) -> ReportContext:
-    thresholds = operating_thresholds(session, collection.id, services.default_thresholds)
+    thresholds = operating_thresholds(session, collection.id, services.thresholds_of(collection.model_name))
+    manifest = services.pipelines.manifest(collection.model_name)
+    assert manifest.metric is not None  # an embedder's manifest always names one
     return ReportContext(
-        services.model.name,
-        services.pipeline.metric,
+        manifest.name,
+        manifest.metric,
         thresholds.verify,
         thresholds.identify,
         collection=collection.external_id,

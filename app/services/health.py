@@ -45,12 +45,11 @@ def readiness(services: Services) -> ReadyStatus:
     stale_after = max(MIN_STALE_AFTER_S, 10 * services.settings.index_sync_interval_s)
     fresh = database_seq is not None and age is not None and age <= stale_after
     templates = follower.templates_by_collection()
-    model = services.model.name
     states = [
         CollectionReadiness(
             collection_id=collection.external_id,
             model=collection.model_name,
-            indexed=collection.model_name == model,
+            indexed=follower.space_of(collection.model_name) is not None,
             templates=templates.get(collection.id, 0),
             change_seq=collection.change_seq,
             in_step=fresh and collection.change_seq <= follower.applied_seq,

@@ -9,8 +9,11 @@ changes made by any other within a second. A request that writes replays
 right after its commit (``catch_up``) so its own worker answers with the
 change at once, and a search excludes faces removed since the last replay.
 
-Only collections of the loaded embedding model are indexed here; a face of
-one collection is never in another's index.
+Each collection's index is in its model's embedding space (size and
+metric, from the model's manifest); a collection whose model is not
+installed here is not indexed. A collection moved to another model logs a
+``rebuild``, and every worker rebuilds its index from the database. A face
+of one collection is never in another's index.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,7 +32,7 @@ from sqlalchemy.orm import Session
 from app.core.logging import log_event
 from app.core.settings import Settings
 from app.db.changes import changes_since, current_change_seq
-from app.db.collections import all_collections, collection_models
+from app.db.collections import all_collections, collection_models, get_collection_by_id
 from app.db.faces import iter_embedding_batches, load_embeddings
 from app.db.models import ChangeLog
 from app.index import Candidate, FaceIndex, apply_changes
@@ -41,28 +45,33 @@ logger = logging.getLogger(__name__)
 REPLAY_BATCH = 5_000
 
 
+@dataclass(frozen=True)
+class EmbeddingSpace:
+    """What an index needs to know of a model."""
+
+    dim: int
+    metric: Metric
+
+
+# A model's space, or None when the model is not installed in this process.
+SpaceOf = Callable[[str], EmbeddingSpace | None]
+
+
 class IndexFollower:
-    """Owns this process's index of every collection of one embedding model and replays the log onto them."""
+    """Owns this process's index of every collection and replays the log onto them."""
 
     def __init__(
-        self,
-        session_factory: Callable[[], Session],
-        settings: Settings,
-        snapshots: SnapshotFolder,
-        *,
-        model_name: str,
-        dim: int,
-        metric: Metric,
+        self, session_factory: Callable[[], Session], settings: Settings, database_url: str, spaces: SpaceOf
     ) -> None:
-        self.model_name = model_name
-        self.snapshots = snapshots
         self._session_factory = session_factory
-        self._dim, self._metric = dim, metric
+        self._settings, self._database_url = settings, database_url
+        self._spaces = spaces
         self._kind, self._use_gpu = settings.index_kind, settings.index_use_gpu
         self._interval = settings.index_sync_interval_s
         self._snapshot_interval = settings.index_snapshot_interval_s
         self._indexes: dict[int, FaceIndex] = {}  # collection id → its index
-        self._foreign: set[int] = set()  # collections of another model: never indexed here
+        self._models: dict[int, str] = {}  # collection id → the model its index holds
+        self._foreign: set[int] = set()  # collections whose model is not installed: never indexed here
         # Per collection: the seq of its newest change applied here, and the seq its snapshot holds.
         self._changed_at: dict[int, int] = {}
         self._saved_at: dict[int, int] = {}
@@ -73,6 +82,14 @@ class IndexFollower:
         self.applied_seq = 0  # every index holds every change up to here
         self.last_synced_at: float | None = None
 
+    def space_of(self, model_name: str) -> EmbeddingSpace | None:
+        """The model's embedding size and metric; None when it is not installed."""
+        return self._spaces(model_name)
+
+    def snapshots(self, model_name: str) -> SnapshotFolder:
+        """Where the snapshots of collections of ``model_name`` are kept."""
+        return SnapshotFolder.of(self._settings, self._database_url, model_name)
+
     @classmethod
     def open(
         cls,
@@ -80,38 +97,37 @@ class IndexFollower:
         *,
         settings: Settings,
         database_url: str,
-        model_name: str,
-        dim: int,
-        metric: Metric,
+        spaces: SpaceOf,
     ) -> IndexFollower:
         """Each collection from its snapshot when still current, else rebuilt; then catch up."""
         started = time.perf_counter()
-        snapshots = SnapshotFolder.of(settings, database_url, model_name)
-        follower = cls(session_factory, settings, snapshots, model_name=model_name, dim=dim, metric=metric)
+        follower = cls(session_factory, settings, database_url, spaces)
         loaded = rebuilt = 0
         # One transaction, its change seq read first: on PostgreSQL the rebuilds may also
         # see later commits, which catch_up then replays idempotently.
         with session_factory() as session:
             seq = current_change_seq(session)
             collections = all_collections(session)
-            snapshots.remove_all_but({c.id for c in collections})  # a deleted collection's embeddings go
+            # A deleted collection's embeddings go, and so do those of a collection moved to another model.
+            SnapshotFolder.remove_stale(settings, database_url, {(c.id, c.model_name) for c in collections})
             for collection in collections:
-                if collection.model_name != model_name:
+                space = spaces(collection.model_name)
+                if space is None:
                     follower._foreign.add(collection.id)
                     continue
+                snapshots = follower.snapshots(collection.model_name)
                 index = snapshots.load(
-                    collection.id, dim, metric, settings.index_kind, settings.index_use_gpu
+                    collection.id, space.dim, space.metric, settings.index_kind, settings.index_use_gpu
                 )
                 if index is not None and collection.change_seq <= index.applied_seq <= seq:
                     follower._saved_at[collection.id] = index.applied_seq
                     loaded += 1
                 else:
-                    index = follower._new_index()
-                    for batch in iter_embedding_batches(session, collection.id, model_name):
-                        index.add(batch.face_ids, batch.subject_ids, batch.vectors)
+                    index = follower._rebuilt(session, collection.id, collection.model_name, space)
                     follower._changed_at[collection.id] = seq  # worth a snapshot for the next start
                     rebuilt += 1
                 follower._indexes[collection.id] = index
+                follower._models[collection.id] = collection.model_name
         follower._advance(seq)
         follower.catch_up()
         log_event(
@@ -126,6 +142,15 @@ class IndexFollower:
             seconds=round(time.perf_counter() - started, 3),
         )
         return follower
+
+    def _rebuilt(
+        self, session: Session, collection_id: int, model_name: str, space: EmbeddingSpace
+    ) -> FaceIndex:
+        """A new index of the collection's templates as the database holds them now."""
+        index = self._new_index(space)
+        for batch in iter_embedding_batches(session, collection_id, model_name):
+            index.add(batch.face_ids, batch.subject_ids, batch.vectors)
+        return index
 
     # ----- what searches see ---------------------------------------------
 
@@ -143,8 +168,18 @@ class IndexFollower:
         """The collection's index; an empty one for a collection with no template replayed yet."""
         with self._indexes_lock:
             index = self._indexes.get(collection_id)
+        if index is not None:
+            return index
+        with self._session_factory() as session:
+            self._learn_models(session, [collection_id])
+        with self._indexes_lock:
+            index = self._indexes.get(collection_id)
             if index is None:
-                index = self._indexes[collection_id] = self._new_index()
+                model = self._models.get(collection_id)
+                space = None if model is None else self._spaces(model)
+                if space is None:
+                    raise LookupError(f"collection {collection_id} has no model installed here")
+                index = self._indexes[collection_id] = self._new_index(space)
             return index
 
     def search_subjects(
@@ -185,15 +220,17 @@ class IndexFollower:
         for change in changes:
             by_collection[change.collection_id].append(change)
         self._learn_models(session, by_collection.keys())
-        added = [c.face_id for c in changes if c.op == "add" and c.face_id is not None]
-        batch = load_embeddings(session, added, self.model_name)
-        vectors = {} if batch is None else dict(zip(batch.face_ids.tolist(), batch.vectors, strict=True))
+        vectors = self._added_vectors(session, by_collection)
         for collection_id, run in by_collection.items():
             dropped = max((c.seq for c in run if c.op == "drop"), default=None)
             if dropped is not None:
                 self._drop(collection_id)
                 continue
-            if collection_id in self._foreign:
+            rebuilt = max((c.seq for c in run if c.op == "rebuild"), default=None)
+            if rebuilt is not None:
+                self._rebuild(session, collection_id, rebuilt)
+                run = [c for c in run if c.seq > rebuilt]
+            if collection_id in self._foreign or not run:
                 continue
             replayed = []
             for change in run:
@@ -203,22 +240,67 @@ class IndexFollower:
             apply_changes(self.index_of(collection_id), replayed)
             self._changed_at[collection_id] = run[-1].seq
 
-    def _learn_models(self, session: Session, collection_ids: Collection[int]) -> None:
-        """Mark collections first seen in the log whose model is not this one's (created since start)."""
+    def _added_vectors(self, session: Session, by_collection: dict[int, list[ChangeLog]]) -> dict[int, Any]:
+        """The embeddings of the faces these changes add, each read as its collection's model's."""
+        added: dict[str, list[int]] = defaultdict(list)
+        for collection_id, run in by_collection.items():
+            model = self._models.get(collection_id)
+            if model is not None:
+                added[model].extend(c.face_id for c in run if c.op == "add" and c.face_id is not None)
+        vectors: dict[int, Any] = {}
+        for model, face_ids in added.items():
+            batch = load_embeddings(session, face_ids, model)
+            if batch is not None:
+                vectors.update(zip(batch.face_ids.tolist(), batch.vectors, strict=True))
+        return vectors
+
+    def _rebuild(self, session: Session, collection_id: int, seq: int) -> None:
+        """The collection moved to another model: its index anew from the database, the old snapshot gone."""
+        collection = get_collection_by_id(session, collection_id)
+        old_model = self._models.get(collection_id)
+        if old_model is not None:
+            self.snapshots(old_model).remove(collection_id)
+        if collection is None:
+            self._drop(collection_id)
+            return
+        space = self._spaces(collection.model_name)
         with self._indexes_lock:
-            unknown = [cid for cid in collection_ids if cid not in self._indexes and cid not in self._foreign]
-        if unknown:
-            for cid, model in collection_models(session, unknown).items():
-                if model != self.model_name:
-                    self._foreign.add(cid)
+            self._models[collection_id] = collection.model_name
+        if space is None:
+            with self._indexes_lock:
+                self._indexes.pop(collection_id, None)
+            self._foreign.add(collection_id)
+            return
+        index = self._rebuilt(session, collection_id, collection.model_name, space)
+        index.applied_seq = seq
+        with self._indexes_lock:
+            self._indexes[collection_id] = index
+        self._foreign.discard(collection_id)
+        self._changed_at[collection_id] = seq
+        self._saved_at.pop(collection_id, None)
+        log_event(logger, "index.collection_rebuilt", collection=collection_id, model=collection.model_name)
+
+    def _learn_models(self, session: Session, collection_ids: Collection[int]) -> None:
+        """The model of collections first seen in the log (created since start); foreign if not installed."""
+        with self._indexes_lock:
+            unknown = [cid for cid in collection_ids if cid not in self._models and cid not in self._foreign]
+        if not unknown:
+            return
+        for cid, model in collection_models(session, unknown).items():
+            with self._indexes_lock:
+                self._models[cid] = model
+            if self._spaces(model) is None:
+                self._foreign.add(cid)
 
     def _drop(self, collection_id: int) -> None:
         with self._indexes_lock:
             self._indexes.pop(collection_id, None)
+            model = self._models.pop(collection_id, None)
         self._foreign.discard(collection_id)
         self._changed_at.pop(collection_id, None)
         self._saved_at.pop(collection_id, None)
-        self.snapshots.remove(collection_id)
+        if model is not None:
+            self.snapshots(model).remove(collection_id)
         log_event(logger, "index.collection_dropped", collection=collection_id)
 
     def _advance(self, seq: int) -> None:
@@ -228,8 +310,8 @@ class IndexFollower:
             for index in self._indexes.values():
                 index.applied_seq = self.applied_seq
 
-    def _new_index(self) -> FaceIndex:
-        index = FaceIndex(self._dim, self._metric, self._kind, use_gpu=self._use_gpu)
+    def _new_index(self, space: EmbeddingSpace) -> FaceIndex:
+        index = FaceIndex(space.dim, space.metric, self._kind, use_gpu=self._use_gpu)
         index.applied_seq = self.applied_seq
         return index
 
@@ -256,13 +338,13 @@ class IndexFollower:
         """
         with self._indexes_lock:
             pending = {
-                cid: self._indexes[cid]
+                cid: (self._indexes[cid], self._models[cid])
                 for cid, changed in list(self._changed_at.items())
-                if changed > self._saved_at.get(cid, -1) and cid in self._indexes
+                if changed > self._saved_at.get(cid, -1) and cid in self._indexes and cid in self._models
             }
-        for collection_id, index in pending.items():
+        for collection_id, (index, model) in pending.items():
             holds = index.applied_seq
-            if self.snapshots.save(collection_id, index):
+            if self.snapshots(model).save(collection_id, index):
                 self._saved_at[collection_id] = holds
         if pending:
             log_event(logger, "index.snapshots_saved", collections=len(pending), applied_seq=self.applied_seq)

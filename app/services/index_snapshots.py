@@ -25,17 +25,36 @@ logger = logging.getLogger(__name__)
 _FILE = re.compile(r"^collection-(\d+)\.npz$")
 
 
+def _suffix(settings: Settings, database_url: str) -> str:
+    """How a snapshot folder's name ends for this database and index kind (it starts with the model)."""
+    return f"-{settings.index_kind}-{hashlib.sha256(database_url.encode()).hexdigest()[:12]}"
+
+
 @dataclass(frozen=True)
 class SnapshotFolder:
     folder: Path
 
     @classmethod
     def of(cls, settings: Settings, database_url: str, model_name: str) -> SnapshotFolder:
-        database = hashlib.sha256(database_url.encode()).hexdigest()[:12]
-        folder = Path(settings.data_dir) / "index" / f"{model_name}-{settings.index_kind}-{database}"
+        folder = Path(settings.data_dir) / "index" / f"{model_name}{_suffix(settings, database_url)}"
         # Before collections, the one gallery's snapshot was this file beside the folder.
         (folder.parent / f"{folder.name}.npz").unlink(missing_ok=True)
         return cls(folder)
+
+    @staticmethod
+    def remove_stale(settings: Settings, database_url: str, keep: set[tuple[int, str]]) -> None:
+        """Delete every snapshot of this database but those of ``keep``'s (collection id, model) pairs.
+
+        What goes: collections deleted while this process was down, and the
+        old model's snapshot of a collection moved to another.
+        """
+        root, suffix = Path(settings.data_dir) / "index", _suffix(settings, database_url)
+        if not root.is_dir():
+            return
+        for folder in root.iterdir():
+            if folder.is_dir() and folder.name.endswith(suffix):
+                model = folder.name[: -len(suffix)]
+                SnapshotFolder(folder).remove_all_but({cid for cid, name in keep if name == model})
 
     def path(self, collection_id: int) -> Path:
         return self.folder / f"collection-{collection_id}.npz"

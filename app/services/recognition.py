@@ -21,6 +21,7 @@ from app.db.models import Collection
 from app.db.subjects import get_subject_by_external_id
 from app.index import Candidate
 from app.pipeline.face_pipeline import Face as DetectedFace
+from app.pipeline.runner import InferenceRunner
 from app.pipeline.similarity import pairwise_similarity
 from app.schemas.common import Box, ModelInfo
 from app.schemas.recognition import (
@@ -45,13 +46,14 @@ logger = logging.getLogger(__name__)
 
 def verify(services: Services, session: Session, target: Target, request: VerifyRequest) -> VerifyResult:
     collection = embedding_collection(services, session, target)
+    runner = services.runner_of(collection.model_name)
     if request.image_a is not None and request.image_b is not None:
         return _verify_pair(
-            services, session, collection, request.image_a, request.image_b, request.threshold
+            services, runner, session, collection, request.image_a, request.image_b, request.threshold
         )
     assert request.image is not None and request.subject_id is not None  # the schema's validator
     return _verify_subject(
-        services, session, collection, request.image, request.subject_id, request.threshold
+        services, runner, session, collection, request.image, request.subject_id, request.threshold
     )
 
 
@@ -59,8 +61,9 @@ def identify(
     services: Services, session: Session, target: Target, request: IdentifyRequest
 ) -> IdentifyResult:
     collection = embedding_collection(services, session, target)
+    runner = services.runner_of(collection.model_name)
     max_faces = services.settings.identify_max_faces if request.all_faces else 1
-    probes = _faces(services, request.image, "file", max_faces=max_faces, endpoint="identify")
+    probes = _faces(services, runner, request.image, "file", max_faces=max_faces, endpoint="identify")
     queries = np.stack([face.embedding for face in probes]).astype(np.float32)  # (F, D)
 
     follower = services.index
@@ -70,7 +73,8 @@ def identify(
 
     threshold = request.threshold
     if threshold is None:
-        threshold = operating_thresholds(session, collection.id, services.default_thresholds).identify
+        defaults = services.thresholds_of(collection.model_name)
+        threshold = operating_thresholds(session, collection.id, defaults).identify
     results = []
     for probe, candidates in zip(probes, ranked, strict=True):
         public = _public_candidates(session, candidates)
@@ -97,21 +101,22 @@ def identify(
         top_n=request.top_n,
     )
     return IdentifyResult(
-        faces=results, threshold=threshold, collection=collection.external_id, model=_model_info(services)
+        faces=results, threshold=threshold, collection=collection.external_id, model=_model_info(runner)
     )
 
 
 def _verify_pair(
     services: Services,
+    runner: InferenceRunner,
     session: Session,
     collection: Collection,
     image_a: bytes,
     image_b: bytes,
     override: float | None,
 ) -> VerifyResult:
-    face_a = _faces(services, image_a, "file_a", max_faces=1, endpoint="verify")[0]
-    face_b = _faces(services, image_b, "file_b", max_faces=1, endpoint="verify")[0]
-    similarity = services.pipeline.similarity(face_a.embedding, face_b.embedding)
+    face_a = _faces(services, runner, image_a, "file_a", max_faces=1, endpoint="verify")[0]
+    face_b = _faces(services, runner, image_b, "file_b", max_faces=1, endpoint="verify")[0]
+    similarity = runner.pipeline.similarity(face_a.embedding, face_b.embedding)
     threshold = override if override is not None else _verify_threshold(services, session, collection)
     log_event(logger, "verify", kind="pair", collection=collection.external_id, match=similarity >= threshold)
     return VerifyResult(
@@ -120,23 +125,24 @@ def _verify_pair(
         match=similarity >= threshold,
         faces=VerifyFaces(a=_detected(face_a), b=_detected(face_b)),
         collection=collection.external_id,
-        model=_model_info(services),
+        model=_model_info(runner),
     )
 
 
 def _verify_subject(
     services: Services,
+    runner: InferenceRunner,
     session: Session,
     collection: Collection,
     image: bytes,
     subject_id: str,
     override: float | None,
 ) -> VerifyResult:
-    probe = _faces(services, image, "file", max_faces=1, endpoint="verify")[0]
+    probe = _faces(services, runner, image, "file", max_faces=1, endpoint="verify")[0]
     subject = get_subject_by_external_id(session, collection.id, subject_id)
     if subject is None:
         raise SubjectNotFound(f"no subject {subject_id!r}", {"subject_id": subject_id})
-    model = services.model
+    model = runner.pipeline.model
     templates = [face for face in list_faces(session, subject.id) if face.model_name == model.name]
     if not templates:
         raise SubjectHasNoFaces(
@@ -146,7 +152,7 @@ def _verify_subject(
     gallery = np.stack(
         [bytes_to_embedding(face.embedding, face.embedding_dim) for face in templates]
     )  # (T, D)
-    similarities = pairwise_similarity(probe.embedding[None, :], gallery, services.pipeline.metric)[0]  # (T,)
+    similarities = pairwise_similarity(probe.embedding[None, :], gallery, runner.pipeline.metric)[0]  # (T,)
     best = int(np.argmax(similarities))
     similarity = float(similarities[best])
     threshold = override if override is not None else _verify_threshold(services, session, collection)
@@ -166,16 +172,16 @@ def _verify_subject(
         subject_id=subject_id,
         matched_face_id=templates[best].public_id,
         collection=collection.external_id,
-        model=_model_info(services),
+        model=_model_info(runner),
     )
 
 
 def _faces(
-    services: Services, data: bytes, field: str, *, max_faces: int, endpoint: str
+    services: Services, runner: InferenceRunner, data: bytes, field: str, *, max_faces: int, endpoint: str
 ) -> list[DetectedFace]:
     """The faces of one uploaded image; a bad image or no face fails the request, naming the field."""
     try:
-        analyzed = services.inference.analyze(data, max_faces=max_faces)
+        analyzed = runner.analyze(data, max_faces=max_faces)
     except AppError as error:
         error.details = {**error.details, "field": field}
         raise
@@ -207,13 +213,13 @@ def _public_candidates(session: Session, candidates: list[Candidate]) -> list[Id
 
 
 def _verify_threshold(services: Services, session: Session, collection: Collection) -> float:
-    return operating_thresholds(session, collection.id, services.default_thresholds).verify
+    return operating_thresholds(session, collection.id, services.thresholds_of(collection.model_name)).verify
 
 
 def _detected(face: DetectedFace) -> DetectedFacePublic:
     return DetectedFacePublic(box=Box.from_array(face.box), det_score=round(float(face.det_score), 4))
 
 
-def _model_info(services: Services) -> ModelInfo:
-    model = services.model
-    return ModelInfo(name=model.name, version=model.version, metric=services.pipeline.metric)
+def _model_info(runner: InferenceRunner) -> ModelInfo:
+    model = runner.pipeline.model
+    return ModelInfo(name=model.name, version=model.version, metric=runner.pipeline.metric)

@@ -31,7 +31,7 @@ def set_direct(
 ) -> ThresholdsPublic:
     begin_write(session)
     collection = find_collection(session, target)
-    defaults = services.default_thresholds
+    defaults = services.thresholds_of(collection.model_name)
     set_thresholds(session, collection.id, defaults, values, actor=target.actor, source="set by admin")
     return _view(services, session, collection)
 
@@ -55,7 +55,12 @@ def set_from_report(
     source = f"report {report.id} at FAR {target_far:g}"
     values = {VERIFY_KEY: threshold, IDENTIFY_KEY: threshold}
     set_thresholds(
-        session, collection.id, services.default_thresholds, values, actor=target.actor, source=source
+        session,
+        collection.id,
+        services.thresholds_of(collection.model_name),
+        values,
+        actor=target.actor,
+        source=source,
     )
     return _view(services, session, collection)
 
@@ -95,7 +100,7 @@ def _chosen_report(
 
 
 def _view(services: Services, session: Session, collection: Collection) -> ThresholdsPublic:
-    in_force = operating_thresholds(session, collection.id, services.default_thresholds)
+    in_force = operating_thresholds(session, collection.id, services.thresholds_of(collection.model_name))
     return ThresholdsPublic(
         collection=collection.external_id,
         verify_threshold=in_force.verify,

@@ -45,6 +45,9 @@ FALLBACK_VERIFY_THRESHOLD = 0.86
 FALLBACK_IDENTIFY_THRESHOLD = 0.90
 
 
+_FELL_BACK: set[str] = set()
+
+
 @dataclass(frozen=True)
 class OperatingThresholds:
     verify: float
@@ -56,6 +59,9 @@ def default_thresholds(manifest: ModelManifest) -> OperatingThresholds:
     try:
         return OperatingThresholds(manifest.threshold_at(VERIFY_FAR), manifest.threshold_at(IDENTIFY_FAR))
     except ModelPackError:
+        if manifest.name in _FELL_BACK:
+            return OperatingThresholds(FALLBACK_VERIFY_THRESHOLD, FALLBACK_IDENTIFY_THRESHOLD)
+        _FELL_BACK.add(manifest.name)  # said once per model and process, not on every request
         log_event(
             logger,
             "thresholds.fallback",
@@ -89,6 +95,18 @@ def seed_thresholds(
                 logger, "thresholds.seeded", collection=collection_id, key=key, value=value, previous=stored
             )
     return operating_thresholds(session, collection_id, defaults)
+
+
+def reset_thresholds(
+    session: Session, collection_id: int, defaults: OperatingThresholds
+) -> OperatingThresholds:
+    """Forget every threshold set for the collection and seed ``defaults``: its model changed.
+
+    Values tuned for the old model mean nothing on the new one's scale; the
+    audit log keeps their history.
+    """
+    set_setting(session, collection_id, SOURCES_KEY, {})
+    return seed_thresholds(session, collection_id, defaults)
 
 
 def operating_thresholds(

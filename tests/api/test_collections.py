@@ -294,7 +294,7 @@ def test_deleting_a_collection_stops_it_everywhere_at_once_and_after_a_restart(
     try:
         expected_kept = identify_in(other, kept, OBAMA[2]).json()["faces"][0]["candidates"]
         assert services_of(other).index.templates_by_collection()[doomed_id] == len(ENROLL_PHOTO)
-        snapshots = services_of(client).index.snapshots
+        snapshots = services_of(client).index.snapshots(services_of(client).model.name)
         services_of(client).index.save_snapshots()
         assert snapshots.path(doomed_id).is_file()
 

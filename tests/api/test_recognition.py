@@ -219,7 +219,9 @@ def test_a_restart_keeps_every_template(
     assert added in {c["face_id"] for c in candidates}
 
     # A damaged snapshot is rebuilt over, not trusted.
-    snapshot = services_of(gallery).index.snapshots.path(collection_id_of(gallery))
+    snapshot = (
+        services_of(gallery).index.snapshots(services_of(gallery).model.name).path(collection_id_of(gallery))
+    )
     snapshot.write_bytes(b"\x00" * 100)
     templates, candidates, source = restart()
     assert source == "database" and len(templates) == len(index_of(gallery).face_ids())
