@@ -9,13 +9,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.core.logging import configure_logging
 from app.core.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from app.model_packs.catalog import Calibrate
+    from app.pipeline.face_pipeline import FacePipeline
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -37,13 +40,90 @@ def cmd_models_build(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from app.pipeline.manifest import MANIFEST_NAME, load_manifest
+    from app.model_packs.catalog import installed_models
+
+    models = installed_models(_settings(args).models_dir)
+    if args.json:
+        print(json.dumps([model.summary() for model in models], indent=2))
+        return 0
+    for model in models:
+        print(_model_line(model.summary()))
+    return 0
+
+
+def _model_line(summary: dict[str, Any]) -> str:
+    """One installed model for people: what it takes, gives, and may be used for."""
+    if "error" in summary:
+        return f"{summary['name']}: unusable: {summary['error']}"
+    spec = summary["input"]
+    parts = [summary["kind"], f"{spec['width']}x{spec['height']} {spec['color_order']}"]
+    if summary["kind"] == "embedder":
+        parts.append(f"{summary['embedding_size']}-d {summary['metric']}")
+        parts.append("calibrated" if summary["calibrated"] else "uncalibrated")
+        if summary["detector"]:
+            parts.append(f"detector {summary['detector']}")
+    else:
+        parts.append(summary["detector_format"])
+    parts.append(_licence_line(summary["licence"], summary["commercial_use"]))
+    return f"{summary['name']}: " + ", ".join(parts)
+
+
+def _licence_line(terms: str, commercial_use: bool | None) -> str:
+    commercial = {True: "yes", False: "no", None: "unknown"}[commercial_use]
+    return f"licence: {terms} (commercial use: {commercial})"
+
+
+def cmd_models_import(args: argparse.Namespace) -> int:
+    from app.model_packs.insightface_pack import import_pack
 
     settings = _settings(args)
-    for folder in sorted(p.parent for p in settings.models_dir.glob(f"*/{MANIFEST_NAME}")):
-        manifest = load_manifest(folder, verify=False)
-        print(f"{folder.name}: {manifest.kind}, {manifest.licence}, from {manifest.source_package}")
+    if (args.calibrate_root is None) != (args.calibrate_pairs is None):
+        raise SystemExit("give both --calibrate-root and --calibrate-pairs, or neither")
+    calibrate = _pair_list_calibration(args) if args.calibrate_root is not None else None
+    result = import_pack(
+        args.path,
+        settings.models_dir,
+        name=args.name,
+        settings=settings,
+        calibrate=calibrate,
+        force=args.force,
+    )
+    for manifest in result.installed:
+        print(f"installed {manifest.name} ({manifest.kind}, {manifest.file}) in {settings.models_dir}")
+    for skipped in result.skipped:
+        print(f"skipped {skipped.file}: {skipped.reason}")
+    licence = result.installed[0].licence_status
+    if licence is not None:
+        print(_licence_line(licence.terms, licence.commercial_use))
+    for name in result.uncalibrated:
+        print(
+            f"uncalibrated: {name} has no thresholds; a collection can use it only with thresholds given "
+            f"explicitly until `facerec models calibrate {name} --calibrate-root DIR --calibrate-pairs FILE`",
+            file=sys.stderr,
+        )
     return 0
+
+
+def cmd_models_calibrate(args: argparse.Namespace) -> int:
+    from app.model_packs.catalog import calibrate_model
+
+    settings = _settings(args)
+    manifest = calibrate_model(settings.models_dir / args.name, settings, _pair_list_calibration(args))
+    for point in manifest.thresholds:
+        print(f"{manifest.name}: FAR {point.far:g} at similarity {point.threshold:.4f} (FRR {point.frr:.2%})")
+    return 0
+
+
+def _pair_list_calibration(args: argparse.Namespace) -> Calibrate:
+    """Thresholds over every pair among a pair list's images, written into the manifest (eval calibrate)."""
+    from app.eval.calibrate import calibrate_on_pair_list, write_calibration
+
+    def calibrate(pipeline: FacePipeline, manifest_path: Path) -> None:
+        write_calibration(
+            manifest_path, calibrate_on_pair_list(pipeline, args.calibrate_root, args.calibrate_pairs)
+        )
+
+    return calibrate
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -182,6 +262,51 @@ def worker_environment(args: argparse.Namespace, settings: Settings) -> dict[str
     return environment
 
 
+def cmd_collections_reembed(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from app.db.jobs import get_job
+    from app.pipeline.pipelines import Pipelines
+    from app.pipeline.runner import inference_settings
+    from app.schemas.collections import GivenThresholds
+    from app.schemas.reembed import ReembedRequest
+    from app.services import reembedding
+    from app.services.collections import Target
+    from app.services.container import open_database
+    from app.services.keys import Principal
+
+    settings = _settings(args)
+    given = None
+    if (args.verify_threshold is None) != (args.identify_threshold is None):
+        raise SystemExit("give both --verify-threshold and --identify-threshold, or neither")
+    if args.verify_threshold is not None:
+        given = GivenThresholds(verify=args.verify_threshold, identify=args.identify_threshold)
+    request = ReembedRequest(model=args.model, thresholds=given, unmovable=args.unmovable)
+    _, engine, session_factory = open_database(settings)
+    pipeline_settings, workers = inference_settings(settings)
+    context = reembedding.MoveContext(session_factory, Pipelines(pipeline_settings, workers), settings)
+    try:
+        with session_factory() as session:
+            job = reembedding.prepare(
+                context, session, Target(args.collection_id, Principal("admin", "cli")), request
+            )
+            job_id, total = job.id, job.total
+            session.commit()
+        print(f"job {job_id}: moving {total} templates of {args.collection_id} to {args.model}")
+        with tqdm(total=total, unit="face", dynamic_ncols=True) as bar:
+            reembedding.run_foreground(context, job_id, lambda done: bar.update(done - bar.n))
+        with session_factory() as session:
+            finished = get_job(session, job_id)
+            details = (finished.details if finished is not None else None) or {}
+    finally:
+        engine.dispose()
+    deleted = details.get("deleted") or []
+    print(f"collection {args.collection_id} is on {args.model}: {details.get('moved', 0)} templates moved")
+    for face in deleted:
+        print(f"  deleted {face['face_id']}: {face['reason']}")
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from app.services.keys import create_key
 
@@ -248,13 +373,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    models = commands.add_parser("models", help="build or list model packs").add_subparsers(
+    models = commands.add_parser("models", help="build, import, list or calibrate models").add_subparsers(
         dest="models_command", required=True
     )
     build = models.add_parser("build", help="build the default pack from installed packages")
     build.add_argument("--force", action="store_true", help="rebuild even when up to date")
     build.set_defaults(func=cmd_models_build)
-    models.add_parser("list", help="list the models in the pack").set_defaults(func=cmd_models_list)
+    listing = models.add_parser("list", help="list the installed models, their licences and calibration")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of one line per model")
+    listing.set_defaults(func=cmd_models_list)
+    imported = models.add_parser("import", help="install an InsightFace pack folder or recogniser .onnx file")
+    imported.add_argument("path", type=Path, help="pack folder (e.g. buffalo_l) or one .onnx file")
+    imported.add_argument("--name", help="the recogniser's model name (default: the folder's or file's name)")
+    imported.add_argument("--force", action="store_true", help="replace installed models of the same name")
+    _add_calibration_arguments(imported, required=False)
+    imported.set_defaults(func=cmd_models_import)
+    calibrating = models.add_parser("calibrate", help="measure an installed embedder's thresholds")
+    calibrating.add_argument("name", help="the embedder's folder in the models directory")
+    _add_calibration_arguments(calibrating, required=True)
+    calibrating.set_defaults(func=cmd_models_calibrate)
 
     commands.add_parser("check", help="load the models and run them once").set_defaults(func=cmd_check)
 
@@ -288,6 +425,18 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=cmd_eval_calibrate)
     _add_service_commands(commands)
     return parser
+
+
+def _add_calibration_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--calibrate-root", type=Path, required=required, help="folder of <name>/<name>_NNNN.jpg (LFW layout)"
+    )
+    parser.add_argument(
+        "--calibrate-pairs",
+        type=Path,
+        required=required,
+        help="pair list whose images calibrate the thresholds",
+    )
 
 
 def _at_least_one(text: str) -> int:
@@ -329,6 +478,24 @@ def _add_service_commands(commands: argparse._SubParsersAction[argparse.Argument
     revoke = keys.add_parser("revoke", help="revoke the key whose prefix starts with PREFIX")
     revoke.add_argument("prefix")
     revoke.set_defaults(func=cmd_keys_revoke)
+
+    collections = commands.add_parser("collections", help="manage collections").add_subparsers(
+        dest="collections_command", required=True
+    )
+    reembed = collections.add_parser(
+        "reembed", help="move a collection to another model, from the stored crops (no photos needed)"
+    )
+    reembed.add_argument("collection_id")
+    reembed.add_argument("--model", required=True, help="the installed embedder to move to")
+    reembed.add_argument(
+        "--unmovable",
+        choices=["fail", "delete"],
+        default="fail",
+        help="faces whose stored crop cannot be re-aligned: fail (nothing changes) or delete them",
+    )
+    reembed.add_argument("--verify-threshold", type=float, help="for a model without calibration")
+    reembed.add_argument("--identify-threshold", type=float, help="for a model without calibration")
+    reembed.set_defaults(func=cmd_collections_reembed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,6 +133,27 @@ class ModelUnavailable(AppError):
     status = 409
 
 
+class ModelUncalibrated(AppError):
+    """The embedder has no calibrated thresholds, and none were given."""
+
+    code = "model_uncalibrated"
+    status = 422
+
+
+class ReembedRefused(AppError):
+    """A collection cannot be moved to another model now (no stored crops, a move already running)."""
+
+    code = "reembed_refused"
+    status = 409
+
+
+class FacesNotMovable(AppError):
+    """Some faces' stored crops cannot give the new model's crop, and the job was told to fail then."""
+
+    code = "faces_not_movable"
+    status = 409
+
+
 class ApiKeyNotFound(AppError):
     code = "api_key_not_found"
     status = 404

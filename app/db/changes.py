@@ -47,9 +47,13 @@ def record_changes(
     _advance(session, collection_id, rows[-1].seq)
 
 
-def record_drop(session: Session, collection_id: int) -> None:
-    """Log that the collection is gone: every worker drops its index. Call after ``lock_change_log``."""
-    row = ChangeLog(op="drop", collection_id=collection_id)
+def record_drop(session: Session, collection_id: int, op: ChangeOp = "drop") -> None:
+    """Log that the collection is gone: every worker drops its index. Call after ``lock_change_log``.
+
+    ``op="rebuild"``: its templates were all replaced (moved to another
+    model), and every worker rebuilds its index from the database.
+    """
+    row = ChangeLog(op=op, collection_id=collection_id)
     session.add(row)
     session.flush()
     _advance(session, collection_id, row.seq)

@@ -27,6 +27,15 @@ class EmbeddingBatch:
     vectors: npt.NDArray[np.float32]  # (N, D)
 
 
+@dataclass(frozen=True)
+class StoredCrop:
+    """The region of the photo a template was cut from: lossless PNG, with landmarks and box in its pixels."""
+
+    png: bytes
+    landmarks: list[list[float]]  # 5 x [x, y]
+    box: list[float]  # [x1, y1, x2, y2]
+
+
 def add_face(
     session: Session,
     subject: Subject,
@@ -39,7 +48,7 @@ def add_face(
     quality: float,
     image_sha256: str,
     quality_json: dict[str, Any] | None = None,
-    crop: bytes | None = None,
+    crop: StoredCrop | None = None,
 ) -> tuple[Face, bool]:
     """Store a template: the face and True, or the subject's template from the same image and model and False.
 
@@ -72,7 +81,10 @@ def add_face(
         quality=quality,
         quality_json=quality_json or {},
         image_sha256=image_sha256,
-        crop=crop,
+        crop=None if crop is None else crop.png,
+        crop_kind=None if crop is None else "source",
+        crop_landmarks=None if crop is None else crop.landmarks,
+        crop_box=None if crop is None else crop.box,
     )
     session.add(face)
     session.flush()

@@ -34,7 +34,7 @@ from app.db.base import Base, UtcDateTime, utcnow
 
 ApiKeyRole = Literal["client", "admin"]
 # "drop": the whole collection is gone; its index goes with it.
-ChangeOp = Literal["add", "remove", "drop"]
+ChangeOp = Literal["add", "remove", "drop", "rebuild"]
 DEFAULT_COLLECTION = "default"
 
 
@@ -113,6 +113,12 @@ class Face(Base):
     # The aligned crop (PNG/JPEG), kept unless privacy settings say otherwise so
     # templates can be rebuilt for a new model; deferred so listings skip it.
     crop: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    # "source": the region of the photo around the face (every model's crop is cut from it),
+    # with ``crop_landmarks`` (5 x [x, y]) and ``crop_box`` ([x1, y1, x2, y2]) in its pixels;
+    # "aligned": the model's own aligned crop, from before regions were kept.
+    crop_kind: Mapped[str | None] = mapped_column(String(16))
+    crop_landmarks: Mapped[list[list[float]] | None] = mapped_column(JSON, deferred=True)
+    crop_box: Mapped[list[float] | None] = mapped_column(JSON, deferred=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     subject: Mapped[Subject] = relationship()
@@ -187,7 +193,7 @@ class ChangeLog(Base):
 
     __tablename__ = "change_log"
     __table_args__ = (
-        CheckConstraint("op IN ('add', 'remove', 'drop')", name="op"),
+        CheckConstraint("op IN ('add', 'remove', 'drop', 'rebuild')", name="op"),
         {"sqlite_autoincrement": True},
     )
 
@@ -235,8 +241,21 @@ class Job(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     result_id: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(String(1000))
+    # What the job works on and what it found (a re-embedding: the target model, faces it could not move).
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class StagedTemplate(Base):
+    """A template a re-embedding job computed for the collection's next model, kept until the switch."""
+
+    __tablename__ = "staged_templates"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # little-endian float32
+    embedding_dim: Mapped[int] = mapped_column(Integer)
 
 
 class Evaluation(Base):

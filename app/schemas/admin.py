@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -120,6 +120,10 @@ class JobPublic(BaseModel):
     total: int
     result_id: str | None
     error: str | None
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="what the job works on and found (a re-embedding: its model, faces not moved)",
+    )
 
 
 class JobAccepted(BaseModel):

@@ -14,15 +14,23 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import AppError, ImageTooLarge, InvalidImage, LowQualityFace, NoFaceDetected
+from app.core.errors import (
+    AppError,
+    ImageTooLarge,
+    InvalidImage,
+    LowQualityFace,
+    ModelUnavailable,
+    NoFaceDetected,
+)
 from app.core.logging import log_event
 from app.core.settings import Settings
 from app.db.audit import write_audit
-from app.db.faces import add_face
+from app.db.faces import StoredCrop, add_face
 from app.db.subjects import UNSET, face_counts, get_or_create_subject, update_subject
 from app.pipeline.face_pipeline import Face, FaceQuality
-from app.pipeline.runner import encode_crop
+from app.pipeline.runner import InferenceRunner, encode_crop
 from app.schemas.enroll import DuplicateImage, EnrolledFace, EnrollRequest, EnrollResult, RejectedImage
+from app.services import reembedding
 from app.services.collections import Target, embedding_collection
 from app.services.container import Services
 from app.services.subjects import face_public, subject_public
@@ -40,25 +48,35 @@ class _Accepted:
     index: int
     sha256: str
     face: Face
-    crop_png: bytes | None  # encoded before the write lock is taken
+    crop: StoredCrop | None  # encoded before the write lock is taken
 
 
 def enroll(services: Services, session: Session, target: Target, request: EnrollRequest) -> EnrollResult:
     # Checked before the (long) inference, in a session of its own: the request's
     # transaction must begin with the write lock, below.
     with services.session_factory() as peek:
-        embedding_collection(services, peek, target)
-    accepted, rejected = _screen(services, request.images)
+        model_name = embedding_collection(services, peek, target).model_name
+        moving = reembedding.running_move(peek, target.collection_id)
+    runner = services.runner_of(model_name)
+    accepted, rejected = _screen(services, runner, request.images)
     if not accepted:
         first = rejected[0]
         raise _REJECTIONS[first.code](
             f"no image could be enrolled: {first.message}",
             {"rejected": [item.model_dump() for item in rejected]},
         )
+    # While the collection moves to another model, its new templates are computed for both.
+    staged = None if moving is None else reembedding.embed_for(services, moving, [a.face for a in accepted])
 
     # Inference is done: only now take the write lock, and hold it briefly.
     begin_gallery_write(session)
     collection = embedding_collection(services, session, target)  # it may have gone meanwhile
+    if collection.model_name != model_name:
+        raise ModelUnavailable(
+            f"collection {collection.external_id!r} moved to model {collection.model_name} during this "
+            "enrolment; send it again",
+            {"collection_id": collection.external_id, "model": collection.model_name},
+        )
     subject, created = get_or_create_subject(
         session, collection.id, request.subject_id, request.name, request.metadata
     )
@@ -70,10 +88,11 @@ def enroll(services: Services, session: Session, target: Target, request: Enroll
             metadata=UNSET if request.metadata is None else request.metadata,
         )
 
-    model = services.model
+    model = runner.pipeline.model
     faces: list[EnrolledFace] = []
     duplicates: list[DuplicateImage] = []
-    for item in accepted:
+    added_rows = []
+    for position, item in enumerate(accepted):
         face = item.face
         row, added = add_face(
             session,
@@ -86,13 +105,17 @@ def enroll(services: Services, session: Session, target: Target, request: Enroll
             quality=float(face.quality.score),
             quality_json=face.quality.to_dict(),
             image_sha256=item.sha256,
-            crop=item.crop_png,
+            crop=item.crop,
         )
         if not added:
             duplicates.append(DuplicateImage(index=item.index, face_id=row.public_id))
             continue
+        if staged is not None:
+            added_rows.append((row.id, staged[position]))
         faces.append(EnrolledFace(index=item.index, **face_public(row, subject.external_id).model_dump()))
 
+    if moving is not None and added_rows:
+        reembedding.stage_enrolled(session, moving, added_rows)
     if faces:
         after_commit(session, services.index.catch_up)
     write_audit(
@@ -123,14 +146,16 @@ def enroll(services: Services, session: Session, target: Target, request: Enroll
     )
 
 
-def _screen(services: Services, images: list[bytes]) -> tuple[list[_Accepted], list[RejectedImage]]:
-    """Run every image through the pipeline and the quality gate."""
+def _screen(
+    services: Services, runner: InferenceRunner, images: list[bytes]
+) -> tuple[list[_Accepted], list[RejectedImage]]:
+    """Run every image through the collection's pipeline and the quality gate."""
     settings = services.settings
     accepted: list[_Accepted] = []
     rejected: list[RejectedImage] = []
     for index, data in enumerate(images):
         try:
-            analyzed = services.inference.analyze(data, max_faces=1)
+            analyzed = runner.analyze(data, max_faces=1)
         except (InvalidImage, ImageTooLarge) as error:
             rejected.append(RejectedImage(index=index, code=error.code, message=error.message))
             continue
@@ -143,9 +168,15 @@ def _screen(services: Services, images: list[bytes]) -> tuple[list[_Accepted], l
         if problems:
             rejected.append(RejectedImage(index=index, code=LowQualityFace.code, message="; ".join(problems)))
             continue
-        crop = encode_crop(face.crop) if settings.store_crops else None
+        crop = stored_crop(face) if settings.store_crops else None
         accepted.append(_Accepted(index, analyzed.sha256, face, crop))
     return accepted, rejected
+
+
+def stored_crop(face: Face) -> StoredCrop:
+    """What is kept of a face so that another model can embed it later (``SourceCrop``)."""
+    source = face.source
+    return StoredCrop(encode_crop(source.pixels), source.landmarks.tolist(), source.box.tolist())
 
 
 def quality_problems(quality: FaceQuality, settings: Settings) -> list[str]:

@@ -10,10 +10,12 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from app.db.collections import get_collection
-from app.db.faces import add_face
+from app.db.faces import StoredCrop, add_face
 from app.db.models import DEFAULT_COLLECTION, Face, Subject
 
 MODEL = "dlib-resnet-v1"
+# Five landmarks in a stored region's pixels.
+TEST_LANDMARKS = [[40.0, 60.0], [80.0, 60.0], [60.0, 85.0], [45.0, 110.0], [75.0, 110.0]]
 
 
 def unit_vector(seed: int, dim: int = 128) -> npt.NDArray[np.float32]:
@@ -48,7 +50,7 @@ def store_test_face(
     dim: int = 128,
     crop: bytes | None = None,
 ) -> tuple[Face, bool]:
-    """``add_face``'s answer: the template and whether it was added."""
+    """``add_face``'s answer: the template and whether it was added (``crop``: a region's PNG bytes)."""
     return add_face(
         session,
         subject,
@@ -60,5 +62,5 @@ def store_test_face(
         quality=0.8,
         image_sha256=sha256(image),
         quality_json={"sharpness": 0.7},
-        crop=crop,
+        crop=None if crop is None else StoredCrop(crop, TEST_LANDMARKS, [10.0, 20.0, 110.0, 140.0]),
     )

@@ -15,7 +15,14 @@ from app.db.faces import (
     load_embeddings,
 )
 from app.db.subjects import get_or_create_subject
-from tests.db.factories import MODEL, add_test_face, default_id, store_test_face, unit_vector
+from tests.db.factories import (
+    MODEL,
+    TEST_LANDMARKS,
+    add_test_face,
+    default_id,
+    store_test_face,
+    unit_vector,
+)
 
 
 def test_same_image_twice_for_a_subject_is_one_template(session: Session) -> None:
@@ -44,6 +51,9 @@ def test_stored_face_reads_back_exactly(session: Session) -> None:
     assert (reread.box_x1, reread.box_y1, reread.box_x2, reread.box_y2) == (10.0, 20.0, 110.0, 140.0)
     assert reread.quality_json == {"sharpness": 0.7}
     assert reread.crop == b"\x89PNG fake crop"
+    assert reread.crop_kind == "source"
+    assert reread.crop_landmarks == TEST_LANDMARKS
+    assert reread.crop_box == [10.0, 20.0, 110.0, 140.0]
     assert reread.subject.external_id == "carol"
 
 

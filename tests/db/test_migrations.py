@@ -18,7 +18,7 @@ from app.db.stored_settings import get_setting, set_setting
 from tests.db.factories import default_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HEAD = "0003"  # the newest migration
+HEAD = "0004"  # the newest migration
 
 
 def _schema_diff(url: str) -> list[object]:

@@ -17,9 +17,13 @@ from app.core.errors import (
     EvaluationNotReady,
     FarNotMeasurable,
     JobNotFound,
+    ModelNotFound,
+    ModelUncalibrated,
     NotEnoughData,
+    ReembedRefused,
     ReportNotFound,
     ReportPending,
+    ValidationFailed,
 )
 from app.schemas.admin import (
     AdminStats,
@@ -30,7 +34,8 @@ from app.schemas.admin import (
     ThresholdUpdate,
 )
 from app.schemas.recognition import Threshold
-from app.services import admin_stats, gallery_report, jobs, report_picture, threshold_tuning
+from app.schemas.reembed import ReembedRequest
+from app.services import admin_stats, gallery_report, jobs, reembedding, report_picture, threshold_tuning
 from app.services.collections import Target
 
 _REPORT_ERRORS: tuple[type[AppError], ...] = (NotEnoughData, *EMBEDDING_ERRORS)
@@ -50,6 +55,17 @@ jobs_router = APIRouter(prefix="/admin", tags=["admin"])
 )
 def job(caller: AdminDep, session: SessionDep, job_id: Annotated[str, Path(max_length=32)]) -> JobPublic:
     return jobs.job_or_404(session, job_id)
+
+
+@jobs_router.post(
+    "/jobs/{job_id}/cancel",
+    summary="Cancel a re-embedding job: the collection stays on its model",
+    responses=error_responses(JobNotFound),
+)
+def cancel_job(
+    caller: AdminDep, session: SessionDep, job_id: Annotated[str, Path(max_length=32)]
+) -> JobPublic:
+    return reembedding.cancel(session, job_id, caller.actor)
 
 
 def build(target: TargetDependency) -> APIRouter:
@@ -133,5 +149,18 @@ def build(target: TargetDependency) -> APIRouter:
                 services, session, gallery, body.target_far, body.report_id
             )
         return threshold_tuning.set_direct(services, session, gallery, body.values())
+
+    @router.post(
+        "/reembed",
+        status_code=status.HTTP_202_ACCEPTED,
+        summary="Move the collection to another model, recomputing every template from the stored crops",
+        responses=error_responses(
+            ModelNotFound, ModelUncalibrated, ReembedRefused, ValidationFailed, *COLLECTION_ERRORS
+        ),
+    )
+    def reembed(
+        gallery: Gallery, body: ReembedRequest, services: ServicesDep, session: SessionDep
+    ) -> JobAccepted:
+        return JobAccepted(job=reembedding.start(services, session, gallery, body))
 
     return router

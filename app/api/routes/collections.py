@@ -17,6 +17,7 @@ from app.core.errors import (
     CollectionProtected,
     InvalidCollectionId,
     ModelNotFound,
+    ModelUncalibrated,
     TooManyCollections,
 )
 from app.schemas.collections import (
@@ -39,7 +40,9 @@ AdminTarget = Annotated[Target, Depends(collection_target("admin", from_path=Tru
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a collection: a gallery with its own subjects, index, thresholds, reports and model",
-    responses=error_responses(InvalidCollectionId, CollectionExists, ModelNotFound, TooManyCollections),
+    responses=error_responses(
+        InvalidCollectionId, CollectionExists, ModelNotFound, ModelUncalibrated, TooManyCollections
+    ),
 )
 def create_collection(
     caller: AdminDep, body: CollectionCreate, services: ServicesDep, session: SessionDep
