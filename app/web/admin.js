@@ -1,6 +1,8 @@
 // The facerec admin page: a collection selector, and for the selected collection its gallery
-// statistics, the report, the verify threshold, evaluation sets and a "try it" identify panel.
-// Every call goes to this service's API with the admin key, through the collection's routes.
+// statistics, a move to another model, the report, the verify threshold, evaluation sets and a
+// "try it" identify panel; then, for the whole service, the installed models and a form that
+// creates a collection. Every call goes to this service's API with the admin key, through the
+// collection's routes.
 
 import {
   adminKey,
@@ -18,7 +20,9 @@ import {
   sleep,
   stillSelected,
 } from "./api.js";
-import { loadCollections, onCollectionSwitch } from "./collections.js";
+import { loadCollections, onCollectionSwitch, setUpCollectionForm, showCreateChoices } from "./collections.js";
+import { loadModels } from "./models.js";
+import { clearMove, loadMove, onMoveDone, setCollectionModel, setUpMoveForm, showMoveChoices } from "./reembed.js";
 import {
   formatCount,
   formatRate,
@@ -57,13 +61,20 @@ async function useKey(key) {
   byId("key-status").textContent = "Using the key kept in this tab.";
   byId("key-forget").hidden = false;
   byId("admin-content").hidden = false;
-  await loadPanels();
+  await Promise.all([loadPanels(), loadModelChoices()]);
+}
+
+/** The installed models' table, and the models the create and move forms offer. */
+async function loadModelChoices() {
+  await loadModels();
+  showCreateChoices();
+  showMoveChoices();
 }
 
 /** Every panel but the statistics, for the selected collection. */
 async function loadPanels() {
   const version = selection.version;
-  await Promise.all([loadThreshold(), loadEvaluations()]);
+  await Promise.all([loadThreshold(), loadEvaluations(), loadMove()]);
   // After a switch meanwhile, the new collection's own loading is under way: no need to repeat it.
   if (stillSelected(version)) await loadReport(false);
 }
@@ -97,6 +108,7 @@ function clearPanels() {
   byId("threshold-history").tBodies[0].replaceChildren();
   clearEvaluations();
   clearTryIt();
+  clearMove();
 }
 
 async function switchCollection() {
@@ -109,6 +121,7 @@ async function switchCollection() {
 async function loadStats() {
   const stats = await apiJson(adminPath("/stats"));
   byId("collection-model").textContent = stats.model;
+  setCollectionModel(stats.model);
   byId("collection-subjects").textContent = formatCount(stats.subjects);
   byId("collection-templates").textContent = formatCount(stats.faces);
   byId("stats-subjects").textContent = formatCount(stats.subjects);
@@ -121,6 +134,13 @@ async function loadStats() {
   byId("stats-identify-threshold").textContent = formatThreshold(stats.thresholds.identify);
   const last = stats.last_report;
   byId("stats-last-report").textContent = last ? `${last.id}, ${formatTime(last.created_at)}` : "none yet";
+}
+
+/** After a move: the collection's model, figures and thresholds are the new model's; its report is recomputed. */
+async function showMovedCollection() {
+  const version = selection.version;
+  await Promise.all([refreshStats(), loadThreshold(), loadModelChoices()]);
+  if (stillSelected(version)) await loadReport(false);
 }
 
 async function refreshStats() {
@@ -329,6 +349,9 @@ function start() {
   byId("apply-threshold").addEventListener("click", applyThreshold);
   byId("evaluation-form").addEventListener("submit", uploadEvaluation);
   byId("try-form").addEventListener("submit", tryIdentify);
+  setUpMoveForm();
+  onMoveDone(showMovedCollection);
+  setUpCollectionForm();
   const saved = adminKey.get();
   if (saved) useKey(saved);
   else byId("key-input").focus();

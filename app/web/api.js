@@ -43,8 +43,9 @@ export class Superseded extends Error {
   }
 }
 
+/** `version` is null for an answer that belongs to no collection (the models, say): never dropped. */
 function dropIfSuperseded(version) {
-  if (!stillSelected(version)) throw new Superseded();
+  if (version !== null && !stillSelected(version)) throw new Superseded();
 }
 
 // ----- requests --------------------------------------------------------------
@@ -79,11 +80,12 @@ async function errorFrom(response) {
 
 /**
  * fetch() with the admin key; resolves to the Response when it is 2xx, throws ApiError otherwise,
- * and Superseded when another collection was selected while it was on its way.
+ * and Superseded when another collection was selected while it was on its way (unless
+ * `anyCollection`: the answer is the service's, whichever collection is selected).
  * `json` is sent as a JSON body, `form` (FormData) as multipart.
  */
-export async function api(path, { method = "GET", json, form } = {}) {
-  const version = selection.version;
+export async function api(path, { method = "GET", json, form, anyCollection = false } = {}) {
+  const version = anyCollection ? null : selection.version;
   const headers = { "X-API-Key": adminKey.get() || "" };
   let body;
   if (json !== undefined) {
@@ -109,8 +111,8 @@ export async function api(path, { method = "GET", json, form } = {}) {
 }
 
 /** The status and JSON body of a 2xx answer (for routes that answer 200 or 202). */
-export async function apiAnswer(path, options) {
-  const version = selection.version;
+export async function apiAnswer(path, options = {}) {
+  const version = options.anyCollection ? null : selection.version;
   const response = await api(path, options);
   const body = await response.json();
   dropIfSuperseded(version);

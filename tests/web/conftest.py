@@ -103,8 +103,11 @@ def _enroll_identities(
 
 
 @contextmanager
-def serving(folder: Path, pipeline: FacePipeline) -> Iterator[str]:
-    """The service on a fresh SQLite database under ``folder``, on a free localhost port; yields its URL."""
+def serving(folder: Path, pipeline: FacePipeline, **settings_fields: Any) -> Iterator[str]:
+    """The service on a fresh SQLite database under ``folder``, on a free localhost port; yields its URL.
+
+    ``settings_fields`` are further settings (a ``models_dir`` with more models, say).
+    """
     settings = Settings(
         data_dir=folder / "data",
         database_url=f"sqlite:///{folder / 'facerec.db'}",
@@ -112,6 +115,7 @@ def serving(folder: Path, pipeline: FacePipeline) -> Iterator[str]:
         index_sync_interval_s=0.1,
         # Every report is computed as a background job, so the page's job-following path is the one used.
         report_sync_max_comparisons=0,
+        **settings_fields,
     )
     app = create_app(settings, pipeline=pipeline)
     # lifespan "on": a failing start stops the server instead of serving without services.
