@@ -12,10 +12,19 @@ import argparse
 import sys
 from pathlib import Path
 
+import models_report
 import pipeline_report
 import service_report
 from docs_section import write_section
-from run_record import DOCS_FILE, PIPELINE_RESULTS, RESULTS_DIR, SERVICE_RESULTS, read_results, write_results
+from run_record import (
+    DOCS_FILE,
+    MODELS_RESULTS,
+    PIPELINE_RESULTS,
+    RESULTS_DIR,
+    SERVICE_RESULTS,
+    read_results,
+    write_results,
+)
 
 
 def render_sections(results_dir: Path) -> dict[str, str]:
@@ -28,6 +37,9 @@ def render_sections(results_dir: Path) -> dict[str, str]:
     if service is not None:
         # Its context note quotes the pipeline section above it, so both are rendered from one folder.
         sections[service_report.SECTION] = service_report.render(service, pipeline)
+    models = read_results(results_dir / MODELS_RESULTS)
+    if models is not None:
+        sections[models_report.SECTION] = models_report.render(models)
     return sections
 
 
@@ -68,7 +80,9 @@ def main(argv: list[str]) -> None:
     add_output_options(parser)
     args = parser.parse_args(argv)
     if not write_docs(args.results_dir, args.docs):
-        raise SystemExit(f"no {PIPELINE_RESULTS} or {SERVICE_RESULTS} in {args.results_dir}")
+        raise SystemExit(
+            f"no {PIPELINE_RESULTS}, {SERVICE_RESULTS} or {MODELS_RESULTS} in {args.results_dir}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ from typing import Any, TypedDict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS_FILE = REPO_ROOT / "docs" / "benchmarks.md"
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-PIPELINE_RESULTS, SERVICE_RESULTS = "pipeline.json", "service.json"  # file names inside a results folder
+# File names inside a results folder.
+PIPELINE_RESULTS, SERVICE_RESULTS, MODELS_RESULTS = "pipeline.json", "service.json", "models.json"
 DEFAULT_LFW = REPO_ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled"
 
 
