@@ -79,7 +79,14 @@ LFW_PEOPLE_IN_IDENTITIES = frozenset(
 
 @dataclass(frozen=True)
 class PackRecipe:
-    """Everything that decides the trained model (all of it goes into the cache key)."""
+    """Everything that decides the trained model (all of it goes into the cache key).
+
+    Chosen on this 2-core CPU, pairs AUC on the DevTest subset after 90 steps of 32
+    (an untrained MobileFaceNet: 0.67): 150 people x 6 photos at m = 0.2 gave 0.79;
+    at m = 0.5, 0.73; 60 or 80 people with 8 photos, 0.75 and 0.69. A few minutes of
+    CPU teach many people roughly better than few people well, and a small ArcFace
+    margin fits them sooner.
+    """
 
     identities: int = 150  # the first N by name with `min_images` photos, after the exclusions
     min_images: int = 6
