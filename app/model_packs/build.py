@@ -24,6 +24,7 @@ from typing import Any
 from app.core.errors import ModelPackError
 from app.core.logging import log_event
 from app.model_packs.dlib_resnet import DLIB_INPUT, convert_dlib_resnet, locate_dlib_model_file
+from app.model_packs.retinaface import LICENCE as RETINAFACE_LICENCE
 from app.model_packs.retinaface import build_retinaface_pack
 from app.pipeline.manifest import ModelManifest, file_sha256, load_manifest, write_manifest
 
@@ -54,15 +55,16 @@ def build_dlib_pack(dest_dir: Path) -> ModelManifest:
 
 
 def _up_to_date(name: str, model_dir: Path) -> bool:
-    """A built model is kept when its file matches its manifest (and, for dlib, the seed and the input)."""
+    """A built model is kept when its file matches its manifest (and the seed and input, or the licence)."""
     try:
         load_manifest(model_dir, verify=True)
     except (ModelPackError, ValueError):  # missing, altered, or an unreadable manifest
         return False
-    if name != EMBEDDER_NAME:
-        return True
-    expected = _dlib_manifest_fields()
     built = json.loads((model_dir / "manifest.json").read_text())
+    if name != EMBEDDER_NAME:
+        # A detector built before manifests stated licences is rebuilt, so `models list` can say it.
+        return bool(built.get("licence_status") == RETINAFACE_LICENCE.model_dump(mode="json"))
+    expected = _dlib_manifest_fields()
     return all(
         built.get(key) == value for key, value in expected.items() if key not in {"sha256", "source_package"}
     )

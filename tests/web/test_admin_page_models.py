@@ -145,9 +145,7 @@ def test_the_models_table_shows_each_installed_model_with_its_licence(
 
     detector = page.locator(f"#model-list tr[data-model='{DETECTOR}']")
     expect(detector.locator("th .badge")).to_have_count(0)
-    expect(detector.locator("td")).to_have_text(
-        ["detector", "640 × 640 BGR", "—", "—", "MIT", "unknown", "—"]
-    )
+    expect(detector.locator("td")).to_have_text(["detector", "640 × 640 BGR", "—", "—", "MIT", "yes", "—"])
 
     copy = page.locator(f"#model-list tr[data-model='{COPY}']")
     expect(copy.locator("td").nth(3)).to_have_text("yes")  # calibrated
