@@ -145,8 +145,8 @@ class RetinaFaceDetector:
             raise ValueError(f"max_side must be at least 32, got {max_side}")
         if not 0 <= min_side <= max_side:
             raise ValueError(f"min_side must be in [0, max_side], got {min_side}")
-        _check_threshold("score_threshold", score_threshold)
-        _check_threshold("nms_threshold", nms_threshold)
+        check_threshold("score_threshold", score_threshold)
+        check_threshold("nms_threshold", nms_threshold)
         if min_face_size < 0:
             raise ValueError(f"min_face_size must be >= 0, got {min_face_size}")
         self.max_side = max_side
@@ -184,15 +184,9 @@ class RetinaFaceDetector:
         min_face_size: int | None = None,
     ) -> list[Detection]:
         """Faces in ``image``, largest first; the keyword options override the defaults once."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-            raise ValueError("expected a numpy uint8 image")
-        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-        threshold = self.score_threshold if score_threshold is None else score_threshold
-        _check_threshold("score_threshold", threshold)
-        min_size = self.min_face_size if min_face_size is None else min_face_size
-        if max_faces is not None and max_faces < 0:
-            raise ValueError(f"max_faces must be >= 0, got {max_faces}")
+        threshold, min_size = detect_options(
+            image, max_faces, score_threshold, min_face_size, self.score_threshold, self.min_face_size
+        )
 
         height, width = image.shape[:2]
         working, scale_x, scale_y = self._working_image(image)
@@ -296,6 +290,26 @@ def _decode(loc: FloatArray, marks: FloatArray, anchors: FloatArray) -> tuple[Fl
     return boxes.astype(np.float32), points.astype(np.float32)
 
 
-def _check_threshold(name: str, value: float) -> None:
+def detect_options(
+    image: ImageArray,
+    max_faces: int | None,
+    score_threshold: float | None,
+    min_face_size: int | None,
+    default_threshold: float,
+    default_min_size: int,
+) -> tuple[float, int]:
+    """What every detector checks of a ``detect`` call: the image, and the options in force once."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError("expected a numpy uint8 image")
+    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
+    threshold = default_threshold if score_threshold is None else score_threshold
+    check_threshold("score_threshold", threshold)
+    if max_faces is not None and max_faces < 0:
+        raise ValueError(f"max_faces must be >= 0, got {max_faces}")
+    return threshold, default_min_size if min_face_size is None else min_face_size
+
+
+def check_threshold(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")

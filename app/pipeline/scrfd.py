@@ -30,6 +30,8 @@ from app.pipeline.detect import (
     DEFAULT_NMS_THRESHOLD,
     DEFAULT_SCORE_THRESHOLD,
     Detection,
+    check_threshold,
+    detect_options,
 )
 from app.pipeline.runtime import create_session
 
@@ -51,8 +53,8 @@ class ScrfdDetector:
         providers: list[str] | None = None,
         threads: int = 0,
     ) -> None:
-        _check_fraction("score_threshold", score_threshold)
-        _check_fraction("nms_threshold", nms_threshold)
+        check_threshold("score_threshold", score_threshold)
+        check_threshold("nms_threshold", nms_threshold)
         if min_face_size < 0:
             raise ValueError(f"min_face_size must be >= 0, got {min_face_size}")
         session = create_session(model_path, threads=threads, providers=providers)
@@ -103,15 +105,9 @@ class ScrfdDetector:
         min_face_size: int | None = None,
     ) -> list[Detection]:
         """Faces in ``image``, largest first; the keyword options override the defaults once."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-            raise ValueError("expected a numpy uint8 image")
-        if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-        threshold = self.score_threshold if score_threshold is None else score_threshold
-        _check_fraction("score_threshold", threshold)
-        min_size = self.min_face_size if min_face_size is None else min_face_size
-        if max_faces is not None and max_faces < 0:
-            raise ValueError(f"max_faces must be >= 0, got {max_faces}")
+        threshold, min_size = detect_options(
+            image, max_faces, score_threshold, min_face_size, self.score_threshold, self.min_face_size
+        )
 
         bgr = np.ascontiguousarray(image[..., ::-1])
         found, points = self._scrfd.detect(bgr, input_size=self.input_size, max_num=0, det_thresh=threshold)
@@ -127,8 +123,3 @@ class ScrfdDetector:
         detections = [d for d in detections if d.size >= min_size]
         detections.sort(key=lambda d: d.width * d.height, reverse=True)
         return detections if max_faces is None else detections[:max_faces]
-
-
-def _check_fraction(name: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
