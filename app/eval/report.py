@@ -20,16 +20,22 @@ from numpy.typing import ArrayLike, NDArray
 
 from app.core.errors import NotEnoughData
 from app.core.ids import new_id
-from app.eval.identification import leave_one_out_cmc, open_set, open_set_rates
-from app.eval.intervals import wilson_interval
+from app.eval.decision_score import RAW_SIMILARITY, decision_scores, statistic_name, subjects_needed
+from app.eval.identification import leave_one_out_cmc, open_set, open_set_searches, top_subject_similarities
+from app.eval.intervals import min_comparisons, wilson_interval
 from app.eval.pair_accuracy import best_accuracy_threshold
 from app.eval.results import OperatingPoint
+from app.eval.sorted_scores import allowed_errors, threshold_allowing
 from app.eval.template_pairs import ProgressFn, count_pairs, template_pair_scores
 from app.eval.verification import auc, calibrate_thresholds, eer, far_frr_at, histogram, roc_points
+from app.pipeline.manifest import DecisionScore
 from app.pipeline.similarity import Metric, pairwise_similarity
 
 AT_FAR_TARGETS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-FPIR_TARGETS: tuple[float, ...] = (0.1, 0.01)
+FPIR_TARGETS: tuple[float, ...] = (0.1, 0.01, 0.001)
+# Threshold by gallery size: identity subsets from this size, doubling, each the median of this many draws.
+GALLERY_SIZE_START = 25
+GALLERY_SIZE_DRAWS = 5
 CMC_RANKS: tuple[int, ...] = tuple(range(1, 21))
 CURVE_POINTS = 1000
 HISTOGRAM_BINS = 50
@@ -51,6 +57,7 @@ class ReportContext:
     verify_threshold: float
     identify_threshold: float
     collection: str | None = None  # the gallery's collection, when it is one
+    identify_score: DecisionScore = RAW_SIMILARITY  # the statistic the identify threshold is on
 
 
 def verification_report(genuine: ArrayLike, impostor: ArrayLike) -> dict[str, Any]:
@@ -125,6 +132,7 @@ def identification_report(
     similarity: NDArray[np.floating[Any]],
     labels: Sequence[Any] | NDArray[Any],
     identify_threshold: float | None = None,
+    score: DecisionScore = RAW_SIMILARITY,
 ) -> dict[str, Any]:
     """CMC by leave-one-out, and FNIR at FPIR by holding out each identity in turn.
 
@@ -132,6 +140,10 @@ def identification_report(
     the templates whose identity has another template (their own column is left
     out); every template is also a non-mated probe once its identity's columns
     are removed from the gallery, which is the gallery without that person.
+    ``fnir_at_fpir`` is for the decision ``score``, ``fnir_at_fpir_raw`` for raw
+    similarity; ``by_gallery_size`` repeats the decision score's thresholds on
+    random subsets of the identities, so an operator sees how they move as
+    the gallery grows.
     """
     label_array = np.asarray(labels)
     identities = np.unique(label_array)
@@ -139,7 +151,10 @@ def identification_report(
     if loo.probes == 0 or identities.size < 2:
         return {
             "cmc": None,
+            "statistic": statistic_name(score),
             "fnir_at_fpir": None,
+            "fnir_at_fpir_raw": None,
+            "by_gallery_size": [],
             "probes": loo.probes,
             "fnir": None,
             "fpir": None,
@@ -153,13 +168,15 @@ def identification_report(
     mated[np.arange(mated_rows.size), mated_rows] = -np.inf  # a template never finds itself
     nonmated = similarity.astype(np.float64)  # (N, N)
     nonmated[label_array[:, None] == label_array[None, :]] = -np.inf  # the probe's identity is held out
-    points = open_set(mated, label_array[mated_rows], nonmated, label_array, FPIR_TARGETS)
+    mated_labels = label_array[mated_rows]
+    searches = open_set_searches(mated, mated_labels, nonmated, label_array, score)
+    raw = open_set(mated, mated_labels, nonmated, label_array, FPIR_TARGETS)
     report: dict[str, Any] = {
         "cmc": {str(rank): value for rank, value in loo.cmc.items()},
-        "fnir_at_fpir": {
-            key: {**point.to_dict(), "nonmated": int(nonmated.shape[0]), "mated": int(mated_rows.size)}
-            for key, point in points.items()
-        },
+        "statistic": statistic_name(score),
+        "fnir_at_fpir": {key: point.to_dict() for key, point in searches.at_fpirs(FPIR_TARGETS).items()},
+        "fnir_at_fpir_raw": {key: point.to_dict() for key, point in raw.items()},
+        "by_gallery_size": thresholds_by_gallery_size(nonmated, label_array, score),
         "probes": loo.probes,
         "fnir": None,
         "fpir": None,
@@ -170,9 +187,55 @@ def identification_report(
         ),
     }
     if identify_threshold is not None:
-        fnir, fpir = open_set_rates(mated, label_array[mated_rows], nonmated, label_array, identify_threshold)
-        report["fnir"], report["fpir"] = fnir, fpir
+        report["fnir"], report["fpir"] = searches.rates(identify_threshold)
     return report
+
+
+def thresholds_by_gallery_size(
+    nonmated: NDArray[np.float64], labels: NDArray[Any], score: DecisionScore, seed: int = 0
+) -> list[dict[str, Any]]:
+    """The decision score's threshold at each target FPIR on random identity subsets of growing size.
+
+    Sizes double from ``GALLERY_SIZE_START`` identities up to the whole
+    gallery; each is the median over ``GALLERY_SIZE_DRAWS`` subsets. Every
+    template probes each subset (its own identity's columns stay held out),
+    so a subset's strangers are all the templates.
+    """
+    identities, ids = np.unique(labels, return_inverse=True)
+    sizes = [size for size in _doubling(GALLERY_SIZE_START, identities.size) if size >= 2]
+    rng = np.random.default_rng(seed)
+    depth = subjects_needed(score)
+    rows = []
+    for size in sizes:
+        draws = 1 if size == identities.size else GALLERY_SIZE_DRAWS
+        thresholds: dict[str, list[float]] = {f"{fpir:g}": [] for fpir in FPIR_TARGETS}
+        for _ in range(draws):
+            chosen = rng.choice(identities.size, size=size, replace=False)
+            columns = np.isin(ids, chosen)  # (N,)
+            top = top_subject_similarities(nonmated[:, columns], ids[columns], depth)
+            sorted_scores = np.sort(decision_scores(top, score))
+            finite = sorted_scores[np.isfinite(sorted_scores)]
+            lowest = float(finite.min()) if finite.size else 0.0
+            for fpir in FPIR_TARGETS:
+                k = allowed_errors(fpir, sorted_scores.size)
+                thresholds[f"{fpir:g}"].append(threshold_allowing(sorted_scores, k, lowest))
+        rows.append(
+            {
+                "subjects": int(size),
+                "draws": draws,
+                "thresholds": {key: float(np.median(values)) for key, values in thresholds.items()},
+                "measurable": {f"{fpir:g}": labels.size >= min_comparisons(fpir) for fpir in FPIR_TARGETS},
+            }
+        )
+    return rows
+
+
+def _doubling(start: int, stop: int) -> list[int]:
+    sizes, size = [], start
+    while size < stop:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, stop]
 
 
 def rates_from_curve(curve: Sequence[dict[str, float]], threshold: float) -> tuple[float, float]:
@@ -206,6 +269,7 @@ def build_report(
     operating = {
         "verify_threshold": context.verify_threshold,
         "identify_threshold": context.identify_threshold,
+        "identify_statistic": statistic_name(context.identify_score),
         **verification_rates(genuine, impostor, context.verify_threshold),
         "fnir": identification.pop("fnir", None),
         "fpir": identification.pop("fpir", None),
@@ -273,6 +337,6 @@ def _templates_identification(
         note = f"; on a random subset of whole identities ({int(keep.sum())} of {labels.size} templates)"
         vectors, labels = vectors[keep], labels[keep]
     similarity = pairwise_similarity(vectors, vectors, context.metric)  # (N, N)
-    report = identification_report(similarity, labels, context.identify_threshold)
+    report = identification_report(similarity, labels, context.identify_threshold, context.identify_score)
     report["note"] += note
     return report

@@ -88,6 +88,10 @@ class OpenSetPoint:
     fnir: float
     measurable: bool  # same rule as OperatingPoint, over non-mated probes
     observed_fpir: float
+    fnir_ci: tuple[float, float] = (0.0, 1.0)  # 95% Wilson intervals
+    fpir_ci: tuple[float, float] = (0.0, 1.0)
+    mated: int = 0
+    nonmated: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

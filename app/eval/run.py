@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from app.eval import identification, pair_accuracy, verification
+from app.eval.decision_score import RAW_SIMILARITY, statistic_name
 from app.eval.embedding import EmbeddedSet, embed_files
 from app.eval.protocols import PairList, read_identify_protocol, read_lfw_pairs
+from app.eval.report import FPIR_TARGETS as OPEN_SET_FPIRS
 from app.eval.report import NO_FACE_SCORE
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.similarity import Metric, paired_similarity, pairwise_similarity
@@ -105,7 +107,11 @@ def evaluate_identification(
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """CMC over mated probes and FNIR at FPIR over non-mated ones."""
+    """CMC over mated probes and FNIR at FPIR over non-mated ones.
+
+    ``fnir_at_fpir`` decides on the model's decision score (its manifest's,
+    as the service does), ``fnir_at_fpir_raw`` on raw top-1 similarity.
+    """
     started = time.perf_counter()
     entries = read_identify_protocol(root, protocol_file)
     embedded = embed_files(pipeline, [e.path for e in entries], cache_dir=cache_dir, progress=progress)
@@ -140,10 +146,13 @@ def evaluate_identification(
     }
     if len(nonmated):
         nonmated_sim = pairwise_similarity(nonmated, gallery, pipeline.metric)  # (Pn, G)
-        open_set = identification.open_set(
-            mated_sim, mated_labels, nonmated_sim, gallery_labels, fpirs=(0.1, 0.01)
-        )
-        summary["fnir_at_fpir"] = {key: point.to_dict() for key, point in open_set.items()}
+        score = pipeline.model.open_set.score if pipeline.model.open_set is not None else RAW_SIMILARITY
+        summary["statistic"] = statistic_name(score)
+        for key, chosen in (("fnir_at_fpir", score), ("fnir_at_fpir_raw", RAW_SIMILARITY)):
+            points = identification.open_set(
+                mated_sim, mated_labels, nonmated_sim, gallery_labels, fpirs=OPEN_SET_FPIRS, score=chosen
+            )
+            summary[key] = {fpir: point.to_dict() for fpir, point in points.items()}
     summary["no_face"] = _no_face_summary(embedded)
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.errors import ModelPackError
 from app.pipeline.similarity import Metric
@@ -37,6 +37,57 @@ class ThresholdPoint(BaseModel):
     far: float
     threshold: float
     frr: float
+
+
+class DecisionScore(BaseModel):
+    """Which open-set statistic ``/identify`` thresholds for this model (``app.eval.decision_score``).
+
+    ``similarity``: the top subject's raw similarity. ``cohort_gap``: that
+    similarity minus the mean of the probe's next ``cohort`` best subjects
+    in the collection, each counted at no less than ``prior`` (and a missing
+    one, in a gallery with fewer subjects, at ``prior``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["similarity", "cohort_gap"] = "similarity"
+    cohort: int = Field(default=0, ge=0, le=500)
+    prior: float | None = None
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _cohort_complete(self) -> DecisionScore:
+        if self.kind == "cohort_gap" and (self.cohort < 1 or self.prior is None):
+            raise ValueError("a cohort_gap score needs cohort >= 1 and a prior")
+        return self
+
+
+class OpenSetPoint(BaseModel):
+    """A calibrated identify threshold: the decision score reaching ``target_fpir`` in a gallery this size."""
+
+    target_fpir: float = Field(gt=0, lt=1)
+    threshold: float
+    gallery_subjects: int = Field(gt=0)
+    fnir: float
+    nonmated: int = Field(gt=0, description="non-mated searches the threshold was measured on")
+
+
+class OpenSetCalibration(BaseModel):
+    """The decision score and its thresholds; ``default_fpir`` picks a new collection's identify threshold."""
+
+    score: DecisionScore
+    default_fpir: float = Field(gt=0, lt=1)
+    points: list[OpenSetPoint] = Field(min_length=1)
+    protocol: str = ""
+
+    @model_validator(mode="after")
+    def _default_calibrated(self) -> OpenSetCalibration:
+        if not any(abs(point.target_fpir - self.default_fpir) <= 1e-9 for point in self.points):
+            raise ValueError(f"no calibrated point at the default FPIR {self.default_fpir:g}")
+        return self
+
+    def default_point(self) -> OpenSetPoint:
+        return next(point for point in self.points if abs(point.target_fpir - self.default_fpir) <= 1e-9)
 
 
 class LicenceStatus(BaseModel):
@@ -84,6 +135,9 @@ class ModelManifest(BaseModel):
     metric: Metric | None = None
     similarity_note: str = ""
     thresholds: list[ThresholdPoint] = Field(default_factory=list)
+    # Embedders only: how /identify decides, and its thresholds by target FPIR. None: the raw
+    # similarity, with no calibrated identify threshold.
+    open_set: OpenSetCalibration | None = None
     evaluation: dict[str, float | int | str] = Field(default_factory=dict)
 
     @model_validator(mode="after")

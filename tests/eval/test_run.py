@@ -83,7 +83,8 @@ def test_eval_identify_closed_and_open_set(pipeline: FacePipeline, tmp_path: Pat
     assert summary["gallery_identities"] >= 15
     assert summary["rank_1"] >= 0.85
     assert summary["rank_5"] >= summary["rank_1"]
-    assert set(summary["fnir_at_fpir"]) == {"0.1", "0.01"}
+    assert set(summary["fnir_at_fpir"]) == set(summary["fnir_at_fpir_raw"]) == {"0.1", "0.01", "0.001"}
+    assert summary["statistic"] == "cohort_gap(10)"  # the default pack's manifest
     assert 0.0 <= summary["fnir_at_fpir"]["0.1"]["fnir"] <= 1.0
 
 
