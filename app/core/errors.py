@@ -197,6 +197,13 @@ class FarNotMeasurable(AppError):
     status = 409
 
 
+class FpirNotMeasurable(AppError):
+    """The report's non-mated searches cannot show the requested FPIR."""
+
+    code = "fpir_not_measurable"
+    status = 409
+
+
 class ReportNotFound(AppError):
     code = "report_not_found"
     status = 404

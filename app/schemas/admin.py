@@ -52,18 +52,35 @@ class AtFarPoint(BaseModel):
 
 
 class OpenSetPublic(BaseModel):
-    fpir: float
-    threshold: float
-    fnir: float
-    measurable: bool
+    fpir: float = Field(description="the target FPIR: share of non-mated searches (strangers) matched")
+    threshold: float = Field(description="the smallest threshold that keeps FPIR at or below the target")
+    fnir: float = Field(description="share of mated searches missed there (wrong subject first, or below it)")
+    measurable: bool = Field(description="false: too few non-mated searches to show an FPIR this low")
     observed_fpir: float
+    fnir_ci: list[float] | None = Field(default=None, description="95% Wilson interval")
+    fpir_ci: list[float] | None = Field(default=None, description="95% Wilson interval of observed_fpir")
     nonmated: int
     mated: int
 
 
+class GallerySizeThresholds(BaseModel):
+    subjects: int = Field(description="identities in the random subset")
+    draws: int = Field(description="subsets drawn; thresholds are their median")
+    thresholds: dict[str, float] = Field(description="target FPIR -> decision-score threshold")
+    measurable: dict[str, bool]
+
+
 class IdentificationPublic(BaseModel):
     cmc: dict[str, float] | None = Field(description="rank (1..20) -> identification rate, leave-one-out")
-    fnir_at_fpir: dict[str, OpenSetPublic] | None
+    statistic: str = Field(default="similarity", description="the decision score `fnir_at_fpir` is for")
+    fnir_at_fpir: dict[str, OpenSetPublic] | None = Field(description="for the decision score `statistic`")
+    fnir_at_fpir_raw: dict[str, OpenSetPublic] | None = Field(
+        default=None, description="the same protocol decided on raw top-1 similarity, for comparison"
+    )
+    by_gallery_size: list[GallerySizeThresholds] = Field(
+        default_factory=list,
+        description="how the decision score's threshold for each target FPIR moves with gallery size",
+    )
     probes: int
     note: str
 
@@ -75,6 +92,7 @@ class OperatingPublic(BaseModel):
     far_ci: list[float]
     frr: float
     frr_ci: list[float]
+    identify_statistic: str = Field(default="similarity", description="what the identify threshold is on")
     fnir: float | None = Field(description="at the identify threshold")
     fpir: float | None
 
@@ -133,6 +151,7 @@ class JobAccepted(BaseModel):
 class ThresholdPair(BaseModel):
     verify: float
     identify: float
+    identify_statistic: str = Field(default="similarity", description="what the identify threshold is on")
 
 
 class ReportRef(BaseModel):
@@ -166,29 +185,54 @@ class ThresholdChangePublic(BaseModel):
     source: str
 
 
+class ReportOperatingPoint(BaseModel):
+    """What the report measured at a threshold just set from it."""
+
+    report_id: str
+    target_far: float | None = None
+    target_fpir: float | None = None
+    threshold: float
+    frr: float | None = Field(default=None, description="verify, at target_far")
+    fnir: float | None = Field(default=None, description="identify, at target_fpir")
+    fnir_ci: list[float] | None = None
+    subjects: int = Field(description="subjects in the reported gallery: FPIR holds for a gallery this size")
+
+
 class ThresholdsPublic(BaseModel):
     collection: str
     verify_threshold: float
     identify_threshold: float
+    identify_statistic: str = Field(
+        description="what the identify threshold is compared with (see IdentifyResult.statistic)"
+    )
     source: ThresholdSources
+    from_report: list[ReportOperatingPoint] = Field(
+        default_factory=list, description="set from a report: what it measured there"
+    )
     history: list[ThresholdChangePublic] = Field(description="newest first")
 
 
 class ThresholdUpdate(RequestModel):
-    """Either values (one or both), or a target FAR read from a report."""
+    """Either values (one or both), or targets read from a report: a FAR for verify, an FPIR for identify."""
 
     verify_threshold: Threshold | None = None
     identify_threshold: Threshold | None = None
-    target_far: float | None = Field(default=None, gt=0.0, lt=1.0)
+    target_far: float | None = Field(default=None, gt=0.0, lt=1.0, description="sets the verify threshold")
+    target_fpir: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="sets the identify threshold (decision score)"
+    )
     report_id: str | None = Field(default=None, max_length=32)
 
     @model_validator(mode="after")
     def _one_way(self) -> ThresholdUpdate:
         direct = self.verify_threshold is not None or self.identify_threshold is not None
-        if direct == (self.target_far is not None):
-            raise ValueError("send verify_threshold and/or identify_threshold, or target_far (not both)")
-        if self.report_id is not None and self.target_far is None:
-            raise ValueError("report_id goes with target_far")
+        targeted = self.target_far is not None or self.target_fpir is not None
+        if direct == targeted:
+            raise ValueError(
+                "send verify_threshold and/or identify_threshold, or target_far and/or target_fpir (not both)"
+            )
+        if self.report_id is not None and not targeted:
+            raise ValueError("report_id goes with target_far or target_fpir")
         return self
 
     def values(self) -> dict[str, float]:

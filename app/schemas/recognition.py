@@ -8,7 +8,12 @@ from pydantic import BaseModel, Field, model_validator
 
 from app.schemas.common import Box, ImageData, ModelInfo, RequestModel, SubjectId
 
-Threshold = Annotated[float, Field(ge=-1.0, le=1.0, description="similarity threshold override")]
+Threshold = Annotated[
+    float,
+    Field(
+        ge=-1.0, le=1.0, description="threshold override (identify: on the scale of the result's `statistic`)"
+    ),
+]
 
 
 class VerifyRequest(RequestModel):
@@ -73,18 +78,31 @@ class IdentifyCandidate(BaseModel):
 
 class IdentifyMatch(BaseModel):
     subject_id: str
-    similarity: float
+    similarity: float = Field(description="the raw similarity of the matched subject's best template")
+    score: float = Field(description="the decision score that cleared the threshold")
 
 
 class IdentifiedFace(BaseModel):
     box: Box
     det_score: float
     candidates: list[IdentifyCandidate] = Field(description="distinct subjects, best first")
-    match: IdentifyMatch | None = Field(description="the top candidate if it clears the threshold, else null")
+    score: float | None = Field(
+        description="the decision score of the top candidate (the result's `statistic`); null when the "
+        "collection is empty"
+    )
+    match: IdentifyMatch | None = Field(
+        description="the top candidate if its decision score clears the threshold, else null"
+    )
 
 
 class IdentifyResult(BaseModel):
     faces: list[IdentifiedFace] = Field(description="largest face only unless all_faces")
-    threshold: float
+    threshold: float = Field(
+        description="on the scale of `statistic`: the collection's, or the request's override"
+    )
+    statistic: str = Field(
+        description="what the threshold is compared with: `similarity` (raw) or `cohort_gap(N)`, the top "
+        "similarity minus the mean of the next N subjects' (each floored at the model's prior)"
+    )
     collection: str = Field(description="the collection searched")
     model: ModelInfo

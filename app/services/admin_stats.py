@@ -27,6 +27,10 @@ def admin_stats(services: Services, session: Session, target: Target) -> AdminSt
         metric=space.metric if space is not None else "unknown",
         embedding_size=space.dim if space is not None else 0,
         index_size=services.index.index_of(collection.id).ntotal if space is not None else 0,
-        thresholds=ThresholdPair(verify=thresholds.verify, identify=thresholds.identify),
+        thresholds=ThresholdPair(
+            verify=thresholds.verify,
+            identify=thresholds.identify,
+            identify_statistic=thresholds.identify_statistic,
+        ),
         last_report=ReportRef(id=latest.id, created_at=latest.created_at) if latest is not None else None,
     )

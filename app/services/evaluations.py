@@ -138,7 +138,9 @@ def _evaluate(
         similarity = (
             pairwise_similarity(vectors, vectors, pipeline.metric) if found else np.zeros((0, 0), np.float32)
         )  # (F, F)
-        identification = identification_report(similarity, labels, context.identify_threshold)
+        identification = identification_report(
+            similarity, labels, context.identify_threshold, context.identify_score
+        )
         body = build_report(
             context,
             scores[same],

@@ -21,13 +21,14 @@ from app.db.jobs import active_job, add_job
 from app.db.models import Collection, Job, Report
 from app.db.reports import add_report, delete_gallery_reports_except, latest_gallery_report
 from app.db.session import begin_write
+from app.eval.decision_score import statistic_name
 from app.eval.report import ReportContext, check_enough_templates, templates_report
 from app.eval.template_pairs import ProgressFn, count_pairs
 from app.schemas.admin import JobAccepted, ReportPublic
 from app.services.collections import Target, embedding_collection
 from app.services.container import Services
 from app.services.jobs import job_public, stale_before, start_after_commit
-from app.services.thresholds import operating_thresholds
+from app.services.thresholds import identify_score, operating_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def context_of(services: Services, session: Session, collection: Collection) -> 
         thresholds.verify,
         thresholds.identify,
         collection=collection.external_id,
+        identify_score=identify_score(manifest),
     )
 
 
@@ -157,4 +159,6 @@ def _is_current(report: Report, seq: int, context: ReportContext) -> bool:
         report.gallery_seq == seq
         and operating.get("verify_threshold") == context.verify_threshold
         and operating.get("identify_threshold") == context.identify_threshold
+        and operating.get("identify_statistic", "similarity") == statistic_name(context.identify_score)
+        and "fnir_at_fpir_raw" in report.body.get("identification", {})  # reports before open-set scores
     )

@@ -4,6 +4,10 @@ Both use the largest face of each image (identify: every face with
 ``all_faces``), compare in the collection's model's metric where a higher
 similarity means more alike, and decide against the collection's operating
 threshold in force (stored in the database) unless the request overrides it.
+Verify decides on the similarity; identify on the model's open-set decision
+score (``app.eval.decision_score``), read from the top candidate and its
+cohort of next-best subjects, while each candidate still reports its raw
+similarity.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from app.db.embeddings import bytes_to_embedding
 from app.db.faces import faces_with_subjects, list_faces
 from app.db.models import Collection
 from app.db.subjects import get_subject_by_external_id
+from app.eval.decision_score import decision_score_of, statistic_name, subjects_needed
 from app.index import Candidate
 from app.pipeline.face_pipeline import Face as DetectedFace
 from app.pipeline.runner import InferenceRunner
@@ -39,7 +44,7 @@ from app.schemas.recognition import (
 )
 from app.services.collections import Target, embedding_collection
 from app.services.container import Services
-from app.services.thresholds import operating_thresholds
+from app.services.thresholds import identify_score, operating_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +71,12 @@ def identify(
     probes = _faces(services, runner, request.image, "file", max_faces=max_faces, endpoint="identify")
     queries = np.stack([face.embedding for face in probes]).astype(np.float32)  # (F, D)
 
+    score = identify_score(services.pipelines.manifest(collection.model_name))
     follower = services.index
     # Removals another worker committed since our last replay are not in the index yet.
     excluded = follower.removed_since_sync(session)
-    ranked = follower.search_subjects(collection.id, queries, request.top_n, exclude_face_ids=excluded)
+    depth = max(request.top_n, subjects_needed(score))  # the decision score reads the top one's cohort
+    ranked = follower.search_subjects(collection.id, queries, depth, exclude_face_ids=excluded)
 
     threshold = request.threshold
     if threshold is None:
@@ -78,17 +85,18 @@ def identify(
     results = []
     for probe, candidates in zip(probes, ranked, strict=True):
         public = _public_candidates(session, candidates)
-        best = public[0] if public else None
+        decision = decision_score_of([c.similarity for c in public], score) if public else None
         match = (
-            IdentifyMatch(subject_id=best.subject_id, similarity=best.similarity)
-            if best is not None and best.similarity >= threshold
+            IdentifyMatch(subject_id=public[0].subject_id, similarity=public[0].similarity, score=decision)
+            if decision is not None and decision >= threshold
             else None
         )
         results.append(
             IdentifiedFace(
                 box=Box.from_array(probe.box),
                 det_score=round(float(probe.det_score), 4),
-                candidates=public,
+                candidates=public[: request.top_n],
+                score=decision,
                 match=match,
             )
         )
@@ -101,7 +109,11 @@ def identify(
         top_n=request.top_n,
     )
     return IdentifyResult(
-        faces=results, threshold=threshold, collection=collection.external_id, model=_model_info(runner)
+        faces=results,
+        threshold=threshold,
+        statistic=statistic_name(score),
+        collection=collection.external_id,
+        model=_model_info(runner),
     )
 
 

@@ -1,4 +1,4 @@
-"""Setting the operating thresholds by hand or from a report's threshold for a target FAR, and their view."""
+"""Setting the thresholds by hand or from a report (verify by target FAR, identify by target FPIR)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,27 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import FarNotMeasurable, ReportNotFound, ReportPending, ValidationFailed
+from app.core.errors import (
+    FarNotMeasurable,
+    FpirNotMeasurable,
+    ReportNotFound,
+    ReportPending,
+    ValidationFailed,
+)
 from app.db.models import Collection, Job, Report
 from app.db.reports import get_report, latest_gallery_report
 from app.db.session import begin_write
-from app.eval.report import AT_FAR_TARGETS
-from app.schemas.admin import ThresholdChangePublic, ThresholdSources, ThresholdsPublic
+from app.eval.decision_score import statistic_name
+from app.eval.intervals import min_comparisons
+from app.eval.report import AT_FAR_TARGETS, FPIR_TARGETS
+from app.schemas.admin import ReportOperatingPoint, ThresholdChangePublic, ThresholdSources, ThresholdsPublic
 from app.services.collections import Target, find_collection
 from app.services.container import Services
 from app.services.gallery_report import gallery_report
 from app.services.thresholds import (
     IDENTIFY_KEY,
     VERIFY_KEY,
+    identify_score,
     operating_thresholds,
     set_thresholds,
     threshold_history,
@@ -37,46 +46,105 @@ def set_direct(
 
 
 def set_from_report(
-    services: Services, session: Session, target: Target, target_far: float, report_id: str | None
+    services: Services,
+    session: Session,
+    target: Target,
+    target_far: float | None,
+    target_fpir: float | None,
+    report_id: str | None,
 ) -> ThresholdsPublic:
-    """Both thresholds from a report's ``at_far`` entry for ``target_far``.
+    """Verify's threshold from a report's ``at_far`` entry, identify's from its ``fnir_at_fpir`` entry.
 
     Without ``report_id``: the collection's latest gallery report, computed
-    now if there is none. A report of another collection is not found.
+    now if there is none. A report of another collection is not found. The
+    identify threshold is read off the decision score the report was made
+    with, which is the collection's (a report on another statistic is stale
+    and recomputed).
     """
-    entry_index = _target_index(target_far)
+    far_index = _target_index(target_far, AT_FAR_TARGETS, "target_far") if target_far is not None else None
+    fpir_key = f"{_fpir_target(target_fpir):g}" if target_fpir is not None else None
     begin_write(session)
     collection = find_collection(session, target)
     report = _chosen_report(services, session, target, collection, report_id)
-    entry: dict[str, Any] = report.body["at_far"][entry_index]
-    if not entry["measurable"] or entry["threshold"] is None:
-        raise FarNotMeasurable(entry["note"], {"report_id": report.id, "target_far": target_far})
-    threshold = float(entry["threshold"])
-    source = f"report {report.id} at FAR {target_far:g}"
-    values = {VERIFY_KEY: threshold, IDENTIFY_KEY: threshold}
-    set_thresholds(
-        session,
-        collection.id,
-        services.thresholds_of(collection.model_name),
-        values,
-        actor=target.actor,
-        source=source,
-    )
-    return _view(services, session, collection)
+    values: dict[str, float] = {}
+    points: list[ReportOperatingPoint] = []
+    sources: dict[str, str] = {}
+    subjects = int(report.body["counts"]["subjects"])
+    if far_index is not None:
+        entry: dict[str, Any] = report.body["at_far"][far_index]
+        if not entry["measurable"] or entry["threshold"] is None:
+            raise FarNotMeasurable(entry["note"], {"report_id": report.id, "target_far": target_far})
+        values[VERIFY_KEY] = float(entry["threshold"])
+        sources[VERIFY_KEY] = f"report {report.id} at FAR {target_far:g}"
+        points.append(
+            ReportOperatingPoint(
+                report_id=report.id,
+                target_far=target_far,
+                threshold=values[VERIFY_KEY],
+                frr=entry["frr"],
+                subjects=subjects,
+            )
+        )
+    if fpir_key is not None:
+        point = _fpir_point(report, fpir_key, services, collection)
+        values[IDENTIFY_KEY] = float(point["threshold"])
+        sources[IDENTIFY_KEY] = f"report {report.id} at FPIR {fpir_key} ({subjects} subjects)"
+        points.append(
+            ReportOperatingPoint(
+                report_id=report.id,
+                target_fpir=target_fpir,
+                threshold=values[IDENTIFY_KEY],
+                fnir=point["fnir"],
+                fnir_ci=point.get("fnir_ci"),
+                subjects=subjects,
+            )
+        )
+    defaults = services.thresholds_of(collection.model_name)
+    for key, value in values.items():
+        set_thresholds(
+            session, collection.id, defaults, {key: value}, actor=target.actor, source=sources[key]
+        )
+    return _view(services, session, collection, points)
+
+
+def _fpir_point(report: Report, key: str, services: Services, collection: Collection) -> dict[str, Any]:
+    identification = report.body["identification"]
+    points = identification.get("fnir_at_fpir") or {}
+    statistic = identification.get("statistic", "similarity")
+    expected = statistic_name(identify_score(services.pipelines.manifest(collection.model_name)))
+    if statistic != expected:
+        raise ReportNotFound(
+            f"report {report.id} decided identification on {statistic}, this collection on {expected}; "
+            "compute a new report",
+            {"report_id": report.id},
+        )
+    point = points.get(key)
+    if point is None or not point["measurable"]:
+        nonmated = point["nonmated"] if point is not None else 0
+        raise FpirNotMeasurable(
+            f"the report's {nonmated} non-mated searches cannot show an FPIR of {key}: that needs "
+            f"{min_comparisons(float(key))} (enrol more subjects, or evaluate on a larger set)",
+            {"report_id": report.id, "target_fpir": float(key), "nonmated": nonmated},
+        )
+    return dict(point)
 
 
 def thresholds_view(services: Services, session: Session, target: Target) -> ThresholdsPublic:
     return _view(services, session, find_collection(session, target))
 
 
-def _target_index(target_far: float) -> int:
-    for index, target in enumerate(AT_FAR_TARGETS):
-        if math.isclose(target, target_far, rel_tol=1e-9):
+def _target_index(value: float, targets: tuple[float, ...], field: str) -> int:
+    for index, target in enumerate(targets):
+        if math.isclose(target, value, rel_tol=1e-9):
             return index
     raise ValidationFailed(
-        f"target_far must be one of the report's targets: {', '.join(f'{t:g}' for t in AT_FAR_TARGETS)}",
-        {"target_far": target_far},
+        f"{field} must be one of the report's targets: {', '.join(f'{t:g}' for t in targets)}",
+        {field: value},
     )
+
+
+def _fpir_target(target_fpir: float) -> float:
+    return FPIR_TARGETS[_target_index(target_fpir, FPIR_TARGETS, "target_fpir")]
 
 
 def _chosen_report(
@@ -99,13 +167,20 @@ def _chosen_report(
     return computed
 
 
-def _view(services: Services, session: Session, collection: Collection) -> ThresholdsPublic:
+def _view(
+    services: Services,
+    session: Session,
+    collection: Collection,
+    from_report: list[ReportOperatingPoint] | None = None,
+) -> ThresholdsPublic:
     in_force = operating_thresholds(session, collection.id, services.thresholds_of(collection.model_name))
     return ThresholdsPublic(
         collection=collection.external_id,
         verify_threshold=in_force.verify,
         identify_threshold=in_force.identify,
+        identify_statistic=in_force.identify_statistic,
         source=ThresholdSources(**threshold_sources(session, collection.id)),
+        from_report=from_report or [],
         history=[
             ThresholdChangePublic.model_validate(change, from_attributes=True)
             for change in threshold_history(session, collection.id)

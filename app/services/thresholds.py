@@ -1,12 +1,19 @@
-"""Operating thresholds: the similarity at which verify says "match" and identify names someone.
+"""Operating thresholds: where verify says "match" (similarity) and identify names someone (decision score).
 
 Each collection has its own. Defaults come from the embedding model's
-manifest: verify at the threshold calibrated for FAR 1e-3, identify at FAR
-1e-4 (stricter, because one identify compares a probe with every template,
-so false matches grow with the gallery). They are written to the
+manifest: verify at the threshold calibrated for FAR 1e-3; identify at the
+manifest's open-set point, a target FPIR (share of strangers matched) in a
+gallery of a stated size, on the model's decision score
+(``app.eval.decision_score``). A manifest without an open-set block keeps
+the older rule, raw similarity at FAR 1e-4. They are written to the
 ``settings`` table when a collection is created and on start, and read from
 there on every request, so a value tuned later holds in every worker at
 once; a value no one tuned follows the manifest.
+
+The identify threshold is on the scale of one statistic; the statistic in
+force is stored beside it (``IDENTIFY_STATISTIC_KEY``). When the model's
+statistic changes (a recalibrated pack), an identify value set by hand on
+the old scale is dropped for the new default, and the audit log says so.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ from app.core.errors import ModelPackError
 from app.core.logging import log_event
 from app.db.audit import list_audit_by_action, write_audit
 from app.db.stored_settings import get_setting, set_setting
-from app.pipeline.manifest import ModelManifest
+from app.eval.decision_score import RAW_SIMILARITY, statistic_name
+from app.pipeline.manifest import DecisionScore, ModelManifest
 
 logger = logging.getLogger(__name__)
 
 VERIFY_KEY = "verify_threshold"
 IDENTIFY_KEY = "identify_threshold"
+IDENTIFY_STATISTIC_KEY = "identify_statistic"
 VERIFY_FAR = 1e-3
 IDENTIFY_FAR = 1e-4
 # Where each stored value came from ({key: text}); a key absent here is the seeded default.
@@ -52,10 +61,23 @@ _FELL_BACK: set[str] = set()
 class OperatingThresholds:
     verify: float
     identify: float
+    identify_statistic: str = "similarity"  # what ``identify`` is a threshold on
+
+
+def identify_score(manifest: ModelManifest) -> DecisionScore:
+    """The decision score ``/identify`` thresholds for this model: its manifest's, else raw similarity."""
+    return manifest.open_set.score if manifest.open_set is not None else RAW_SIMILARITY
 
 
 def default_thresholds(manifest: ModelManifest) -> OperatingThresholds:
     """The manifest's calibrated points, or the documented fallback when it has none."""
+    if manifest.open_set is not None:
+        identify = manifest.open_set.default_point().threshold
+        try:
+            verify = manifest.threshold_at(VERIFY_FAR)
+        except ModelPackError:
+            verify = FALLBACK_VERIFY_THRESHOLD
+        return OperatingThresholds(verify, identify, statistic_name(manifest.open_set.score))
     try:
         return OperatingThresholds(manifest.threshold_at(VERIFY_FAR), manifest.threshold_at(IDENTIFY_FAR))
     except ModelPackError:
@@ -85,6 +107,25 @@ def seed_thresholds(
     mean the FAR it was chosen for, so it is replaced on the next start.
     """
     sources: dict[str, Any] = get_setting(session, collection_id, SOURCES_KEY, {}) or {}
+    statistic = get_setting(session, collection_id, IDENTIFY_STATISTIC_KEY, "similarity")
+    if statistic != defaults.identify_statistic:
+        if IDENTIFY_KEY in sources:
+            write_audit(
+                session,
+                "system",
+                THRESHOLD_SET_ACTION,
+                IDENTIFY_KEY,
+                {
+                    "value": float(defaults.identify),
+                    "previous": get_setting(session, collection_id, IDENTIFY_KEY),
+                    "source": f"model's identify statistic changed from {statistic} to "
+                    f"{defaults.identify_statistic}: the old value meant nothing on the new scale",
+                },
+                collection_id=collection_id,
+            )
+            sources = {key: value for key, value in sources.items() if key != IDENTIFY_KEY}
+            set_setting(session, collection_id, SOURCES_KEY, sources)
+        set_setting(session, collection_id, IDENTIFY_STATISTIC_KEY, defaults.identify_statistic)
     for key, value in ((VERIFY_KEY, defaults.verify), (IDENTIFY_KEY, defaults.identify)):
         if key in sources:
             continue
@@ -116,6 +157,7 @@ def operating_thresholds(
     return OperatingThresholds(
         verify=float(get_setting(session, collection_id, VERIFY_KEY, defaults.verify)),
         identify=float(get_setting(session, collection_id, IDENTIFY_KEY, defaults.identify)),
+        identify_statistic=defaults.identify_statistic,
     )
 
 
@@ -134,7 +176,7 @@ def threshold_sources(session: Session, collection_id: int) -> dict[str, str]:
     stored: dict[str, Any] = get_setting(session, collection_id, SOURCES_KEY, {}) or {}
     return {
         "verify": str(stored.get(VERIFY_KEY, f"model manifest default (FAR {VERIFY_FAR:g})")),
-        "identify": str(stored.get(IDENTIFY_KEY, f"model manifest default (FAR {IDENTIFY_FAR:g})")),
+        "identify": str(stored.get(IDENTIFY_KEY, "model manifest default")),
     }
 
 

@@ -16,6 +16,7 @@ from app.core.errors import (
     EvaluationNotFound,
     EvaluationNotReady,
     FarNotMeasurable,
+    FpirNotMeasurable,
     JobNotFound,
     ModelNotFound,
     ModelUncalibrated,
@@ -136,17 +137,23 @@ def build(target: TargetDependency) -> APIRouter:
 
     @router.put(
         "/threshold",
-        summary="Set the collection's thresholds, directly or from a report's threshold for a target FAR",
+        summary="Set the collection's thresholds, directly or from a report: verify for a target FAR, "
+        "identify for a target FPIR",
         responses=error_responses(
-            NotEnoughData, FarNotMeasurable, ReportNotFound, ReportPending, *EMBEDDING_ERRORS
+            NotEnoughData,
+            FarNotMeasurable,
+            FpirNotMeasurable,
+            ReportNotFound,
+            ReportPending,
+            *EMBEDDING_ERRORS,
         ),
     )
     def put_threshold(
         gallery: Gallery, body: ThresholdUpdate, services: ServicesDep, session: SessionDep
     ) -> ThresholdsPublic:
-        if body.target_far is not None:
+        if body.target_far is not None or body.target_fpir is not None:
             return threshold_tuning.set_from_report(
-                services, session, gallery, body.target_far, body.report_id
+                services, session, gallery, body.target_far, body.target_fpir, body.report_id
             )
         return threshold_tuning.set_direct(services, session, gallery, body.values())
 
