@@ -111,17 +111,30 @@ def cmd_models_calibrate(args: argparse.Namespace) -> int:
     manifest = calibrate_model(settings.models_dir / args.name, settings, _pair_list_calibration(args))
     for point in manifest.thresholds:
         print(f"{manifest.name}: FAR {point.far:g} at similarity {point.threshold:.4f} (FRR {point.frr:.2%})")
+    if manifest.open_set is not None:
+        for fpir in manifest.open_set.points:
+            print(
+                f"{manifest.name}: FPIR {fpir.target_fpir:g} with {fpir.gallery_subjects} subjects at "
+                f"decision score {fpir.threshold:.4f} (FNIR {fpir.fnir:.2%})"
+            )
     return 0
 
 
 def _pair_list_calibration(args: argparse.Namespace) -> Calibrate:
     """Thresholds over every pair among a pair list's images, written into the manifest (eval calibrate)."""
-    from app.eval.calibrate import calibrate_on_pair_list, write_calibration
+    from app.eval.calibrate import (
+        calibrate_on_pair_list,
+        calibrate_open_set_on_folder,
+        write_calibration,
+        write_open_set,
+    )
 
     def calibrate(pipeline: FacePipeline, manifest_path: Path) -> None:
         write_calibration(
             manifest_path, calibrate_on_pair_list(pipeline, args.calibrate_root, args.calibrate_pairs)
         )
+        if getattr(args, "open_set_root", None) is not None:
+            write_open_set(manifest_path, calibrate_open_set_on_folder(pipeline, args.open_set_root))
 
     return calibrate
 
@@ -436,6 +449,12 @@ def _add_calibration_arguments(parser: argparse.ArgumentParser, *, required: boo
         type=Path,
         required=required,
         help="pair list whose images calibrate the thresholds",
+    )
+    parser.add_argument(
+        "--open-set-root",
+        type=Path,
+        help="folder per identity (e.g. lfw-deepfunneled): also calibrate identify's decision score "
+        "by target FPIR on open-set protocols drawn from every image there",
     )
 
 

@@ -18,13 +18,22 @@ import numpy as np
 
 from app.core.arrays import FloatArray
 from app.eval.embedding import embed_files
+from app.eval.open_set_protocol import (
+    CALIBRATION_FPIRS,
+    CALIBRATION_SEEDS,
+    DEFAULT_COHORT,
+    DEFAULT_FPIR,
+    calibrate_open_set,
+)
 from app.eval.protocols import read_lfw_pairs
 from app.eval.run import evaluate_pairs
 from app.eval.verification import calibrate_thresholds
 from app.pipeline.face_pipeline import FacePipeline
+from app.pipeline.manifest import DecisionScore, OpenSetCalibration
 from app.pipeline.similarity import Metric, prepare
 
 CALIBRATION_FARS = (1e-2, 1e-3, 1e-4, 1e-5)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 # Rows of the all-pairs similarity matrix computed at once.
 _ROW_BLOCK = 512
 
@@ -130,4 +139,42 @@ def write_calibration(manifest_path: Path, calibration: dict[str, Any]) -> None:
         for p in calibration["thresholds"]
     ]
     manifest["evaluation"] = {**manifest.get("evaluation", {}), **calibration["evaluation"]}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def calibrate_open_set_on_folder(
+    pipeline: FacePipeline, root: Path, *, cache_dir: Path | None = None, progress: bool = True
+) -> OpenSetCalibration:
+    """The model's open-set decision score and identify thresholds, from a folder per identity.
+
+    Every image of ``root/<identity>/`` is embedded; open-set protocols are
+    drawn from them as ``app.eval.open_set_protocol`` describes (LFW's
+    lfw-deepfunneled folder gives 3,700 gallery subjects and 2,000 strangers).
+    """
+    paths = sorted(path for path in root.glob("*/*") if path.suffix.lower() in IMAGE_SUFFIXES)
+    embedded = embed_files(pipeline, paths, cache_dir=cache_dir, progress=progress)
+    found = [path for path in paths if path in embedded.embeddings]
+    if not found:
+        raise ValueError(f"no face found in any image under {root}")
+    vectors = np.stack([embedded.embeddings[path] for path in found]).astype(np.float32)  # (N, D)
+    labels = np.array([path.parent.name for path in found])
+    return calibrate_open_set(
+        vectors,
+        labels,
+        pipeline.metric,
+        DecisionScore(kind="cohort_gap", cohort=DEFAULT_COHORT, prior=0.0),
+        fpirs=CALIBRATION_FPIRS,
+        default_fpir=DEFAULT_FPIR,
+        seeds=CALIBRATION_SEEDS,
+        protocol_name=(
+            f"open set drawn from {root.name} ({len(found)} images): per seed, each identity with 2+ "
+            "images enrols one, the rest probe; one-image identities split half distractors, half strangers"
+        ),
+    )
+
+
+def write_open_set(manifest_path: Path, calibration: OpenSetCalibration) -> None:
+    """Record the calibration as the manifest's ``open_set`` block; the rest of the manifest stays."""
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    manifest["open_set"] = calibration.model_dump(mode="json")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -42,6 +42,7 @@ from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.geometry import template_for_size
 from app.pipeline.manifest import ModelManifest, file_sha256, load_manifest, write_manifest
 from app.pipeline.scrfd import ScrfdDetector
+from app.services.thresholds import default_thresholds
 from tests.conftest import LFW_ROOT, SHARED_DATA, load, require_data
 from tests.pipeline.scrfd_graph import write_scrfd_graph
 
@@ -433,3 +434,44 @@ def test_the_command_line_imports_lists_and_calibrates(
         f"mfn: embedder, 112x112 RGB, 128-d cosine, calibrated, licence: {DEFAULT_TERMS} (commercial use: no)"
     )
     assert ModelManifest.model_validate_json((models / "mfn" / "manifest.json").read_text()).calibrated
+
+
+def test_calibrating_with_an_open_set_folder_gives_the_model_a_decision_score(
+    untrained_pack: ExportedModel,
+    tmp_path: Path,
+    default_settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--open-set-root`: identify thresholds by target FPIR on a cohort score, measured for this model."""
+    models = tmp_path / "models"
+    models.mkdir()
+    detector = default_settings.detector
+    shutil.copytree(default_settings.models_dir / detector, models / detector)
+    command = ["--models-dir", str(models), "models"]
+    assert main([*command, "import", str(untrained_pack.pack_dir), "--name", "mfn"]) == 0
+    # 40 people with two photos and 620 with one: 310 strangers per drawn protocol, enough for FPIR 0.01.
+    folder = tmp_path / "open-set"
+    people = sorted(p for p in LFW_ROOT.iterdir() if p.is_dir())
+    several = [p for p in people if len(list(p.glob("*.jpg"))) >= 2][:40]
+    single = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:620]
+    for person in several + single:
+        (folder / person.name).mkdir(parents=True)
+        for image in sorted(person.glob("*.jpg"))[:2]:
+            (folder / person.name / image.name).symlink_to(image)
+    pairs = small_pair_list(tmp_path)
+    calibrate = ["--calibrate-root", str(LFW_ROOT), "--calibrate-pairs", str(pairs)]
+    capsys.readouterr()
+    assert main([*command, "calibrate", "mfn", *calibrate, "--open-set-root", str(folder)]) == 0
+    assert "mfn: FPIR 0.01 with 350 subjects at decision score" in capsys.readouterr().out
+
+    manifest = ModelManifest.model_validate_json((models / "mfn" / "manifest.json").read_text())
+    assert manifest.open_set is not None
+    assert manifest.open_set.score.kind == "cohort_gap" and manifest.open_set.score.cohort == 10
+    assert [p.target_fpir for p in manifest.open_set.points] == [0.1, 0.01]
+    assert manifest.open_set.default_point().nonmated == 310
+    assert "seeds 1, 2, 3, 4, 5" in manifest.open_set.protocol
+    defaults = default_thresholds(manifest)
+    assert (defaults.identify, defaults.identify_statistic) == (
+        manifest.open_set.default_point().threshold,
+        "cohort_gap(10)",
+    )
