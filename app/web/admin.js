@@ -1,6 +1,6 @@
 // The facerec admin page: a collection selector, and for the selected collection its gallery
-// statistics, a move to another model, the report, the verify threshold, evaluation sets and a
-// "try it" identify panel; then, for the whole service, the installed models and a form that
+// statistics, a move to another model, the report, the verify and identify thresholds, evaluation
+// sets and a "try it" identify panel; then, for the whole service, the installed models and a form that
 // creates a collection. Every call goes to this service's API with the admin key, through the
 // collection's routes.
 
@@ -24,6 +24,7 @@ import { loadCollections, onCollectionSwitch, setUpCollectionForm, showCreateCho
 import { loadModels } from "./models.js";
 import { clearMove, loadMove, onMoveDone, setCollectionModel, setUpMoveForm, showMoveChoices } from "./reembed.js";
 import {
+  describeStatistic,
   formatCount,
   formatRate,
   formatThreshold,
@@ -32,6 +33,7 @@ import {
   renderReport,
 } from "./report.js";
 import { clearEvaluations, loadEvaluations, uploadEvaluation } from "./evaluations.js";
+import { clearTargets, setFromTarget, setUpTargetForms, showTargetChoices } from "./threshold_targets.js";
 import { clearTryIt, tryIdentify } from "./try_it.js";
 
 const POLL_MS = 1000;
@@ -106,6 +108,7 @@ function clearPanels() {
   byId("threshold-slider").disabled = true;
   byId("apply-threshold").disabled = true;
   byId("threshold-history").tBodies[0].replaceChildren();
+  clearTargets();
   clearEvaluations();
   clearTryIt();
   clearMove();
@@ -187,7 +190,9 @@ async function loadReport(refresh) {
   try {
     const report = await fetchGalleryReport(refresh);
     state.report = report;
-    renderReport(byId("gallery-report"), report, { onTryThreshold: trySliderAt });
+    renderReport(byId("gallery-report"), report, { onTryThreshold: trySliderAt, onUseForIdentify: useForIdentify });
+    showTargetChoices(report);
+    showIdentifyRates();
     setUpSlider();
     clearError("report-error");
     statusBox.textContent = "";
@@ -275,10 +280,25 @@ function trySliderAt(threshold) {
   showPlot(Number(slider.value));
 }
 
+/** FNIR and FPIR at the identify threshold in force, once the report shown was made with it. */
+function showIdentifyRates() {
+  const operating = state.report ? state.report.operating : null;
+  const box = byId("current-identify-rates");
+  if (!operating || !state.thresholds || operating.identify_threshold !== state.thresholds.identify_threshold) {
+    box.textContent = "–";
+    return;
+  }
+  box.textContent =
+    `FNIR ${formatRate(operating.fnir)}, FPIR ${formatRate(operating.fpir)} (gallery report ${state.report.id})`;
+}
+
 function renderThresholds(answer) {
   state.thresholds = answer;
   byId("current-verify-threshold").textContent = formatThreshold(answer.verify_threshold);
   byId("current-identify-threshold").textContent = formatThreshold(answer.identify_threshold);
+  const statistic = answer.identify_statistic || "similarity";
+  byId("current-identify-statistic").textContent = `${statistic}: ${describeStatistic(statistic)}`;
+  showIdentifyRates();
   byId("current-verify-source").textContent = answer.source ? answer.source.verify : "—";
   byId("current-identify-source").textContent = answer.source ? answer.source.identify : "—";
   byId("collection-verify-threshold").textContent = formatThreshold(answer.verify_threshold);
@@ -306,6 +326,17 @@ async function loadThreshold() {
   } catch (error) {
     showError("threshold-error", error);
   }
+}
+
+/** A target FPIR's "Use for identify" button in the report table. */
+function useForIdentify(targetFpir) {
+  return setFromTarget({ target_fpir: targetFpir }, "identify-use-status", "report-error");
+}
+
+/** After a threshold was set from a report target: the panel shows it, and the report is made for it. */
+async function showThresholdsSet(answer) {
+  renderThresholds(answer);
+  await loadReport(false);
 }
 
 async function applyThreshold() {
@@ -347,6 +378,7 @@ function start() {
   // Redraw the plot's threshold line once the slider is let go, not on every pixel of a drag.
   slider.addEventListener("change", () => showPlot(Number(slider.value)));
   byId("apply-threshold").addEventListener("click", applyThreshold);
+  setUpTargetForms(showThresholdsSet);
   byId("evaluation-form").addEventListener("submit", uploadEvaluation);
   byId("try-form").addEventListener("submit", tryIdentify);
   setUpMoveForm();

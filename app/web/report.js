@@ -137,7 +137,98 @@ function atFarTable(report, onTryThreshold) {
   );
 }
 
-function identificationBlock(report) {
+/** What the statistic an identify threshold is on ("cohort_gap(10)", "similarity") means, in words. */
+export function describeStatistic(name) {
+  const gap = /^cohort_gap\((\d+)\)$/.exec(name || "");
+  if (gap) {
+    return (
+      `the top subject's similarity minus the mean of the next ${gap[1]} subjects' ` +
+      "(each counted at no less than the model's prior)"
+    );
+  }
+  if (!name || name === "similarity") return "the raw similarity of the top subject's best template";
+  return name;
+}
+
+const fnirText = (point) => (point && point.measurable ? `${formatRate(point.fnir)} ${formatCi(point.fnir_ci)}` : "—");
+
+function notMeasurable(point) {
+  const why =
+    `${formatCount(point.nonmated)} non-mated searches cannot show an FPIR of ${formatRate(point.fpir)} ` +
+    "at 95% confidence";
+  return el("span", { title: why }, "not measurable");
+}
+
+function useForIdentifyButton(point, onUseForIdentify) {
+  const title = `Set the identify threshold from this report at FPIR ${formatRate(point.fpir)}`;
+  return el(
+    "button",
+    { type: "button", className: "use-threshold", title, onclick: () => onUseForIdentify(point.fpir) },
+    "Use for identify",
+  );
+}
+
+/** FNIR at each target FPIR on the decision score, beside raw similarity's at the same FPIR. */
+function openSetTable(identification, onUseForIdentify) {
+  const statistic = identification.statistic || "similarity";
+  const raw = identification.fnir_at_fpir_raw || {};
+  const rows = Object.entries(identification.fnir_at_fpir).map(([key, point]) => {
+    const cells = [
+      formatRate(point.fpir),
+      point.measurable ? formatThreshold(point.threshold) : notMeasurable(point),
+      fnirText(point),
+      `${formatRate(point.observed_fpir)} ${formatCi(point.fpir_ci)}`,
+      raw[key] && !raw[key].measurable ? notMeasurable(raw[key]) : fnirText(raw[key]),
+      `${formatCount(point.mated)} / ${formatCount(point.nonmated)}`,
+    ];
+    if (onUseForIdentify) cells.push(point.measurable ? useForIdentifyButton(point, onUseForIdentify) : "");
+    const tr = row(...cells);
+    tr.dataset.fpir = key;
+    if (!point.measurable) tr.className = "not-measurable";
+    return tr;
+  });
+  const names = ["Target FPIR", `Threshold (${statistic})`, "FNIR", "Observed FPIR", "FNIR on raw similarity"];
+  names.push("Mated / non-mated searches");
+  if (onUseForIdentify) names.push("");
+  return el(
+    "table",
+    { className: "fnir" },
+    el("caption", {}, `Open set on ${statistic}: FNIR at target FPIR (95% confidence intervals)`),
+    el("thead", {}, headRow(...names)),
+    el("tbody", {}, ...rows),
+  );
+}
+
+/** How the decision score's threshold for each target FPIR moves with the number of enrolled subjects. */
+function gallerySizeTable(identification) {
+  const sizes = identification.by_gallery_size || [];
+  if (sizes.length === 0) return [];
+  const keys = Object.keys(sizes[0].thresholds);
+  const rows = sizes.map((size) =>
+    row(
+      formatCount(size.subjects),
+      formatCount(size.draws),
+      ...keys.map((key) => (size.measurable[key] === false ? "not measurable" : formatThreshold(size.thresholds[key]))),
+    ),
+  );
+  return [
+    el(
+      "table",
+      { className: "by-gallery-size" },
+      el("caption", {}, `Threshold by gallery size (${identification.statistic || "similarity"})`),
+      el("thead", {}, headRow("Subjects", "Draws", ...keys.map((key) => `FPIR ${key}`))),
+      el("tbody", {}, ...rows),
+    ),
+    el(
+      "p",
+      { className: "muted" },
+      "Each row: random subsets of this many of the gallery's subjects, every template searching them as a " +
+        "stranger; the threshold that keeps FPIR at the target, the median of the draws.",
+    ),
+  ];
+}
+
+function identificationBlock(report, onUseForIdentify) {
   const identification = report.identification || {};
   const probes = identification.probes ? `, ${formatCount(identification.probes)} searches` : "";
   const parts = [el("h4", {}, `Identification (1:N)${probes}`)];
@@ -157,25 +248,16 @@ function identificationBlock(report) {
     );
   }
   if (identification.fnir_at_fpir) {
-    const rows = Object.values(identification.fnir_at_fpir).map((point) => {
-      const tr = row(
-        formatRate(point.fpir),
-        point.measurable ? formatThreshold(point.threshold) : "not measurable",
-        formatRate(point.fnir),
-        formatRate(point.observed_fpir),
-        `${formatCount(point.mated)} / ${formatCount(point.nonmated)}`,
-      );
-      if (!point.measurable) tr.className = "not-measurable";
-      return tr;
-    });
     parts.push(
       el(
-        "table",
-        { className: "fnir" },
-        el("caption", {}, "FNIR at FPIR: misses of enrolled people when strangers are let through at this rate"),
-        el("thead", {}, headRow("Target FPIR", "Threshold", "FNIR", "Observed FPIR", "Mated / non-mated searches")),
-        el("tbody", {}, ...rows),
+        "p",
+        { className: "statistic" },
+        "Identify decides on ",
+        el("strong", {}, identification.statistic || "similarity"),
+        `: ${describeStatistic(identification.statistic)}.`,
       ),
+      openSetTable(identification, onUseForIdentify),
+      ...gallerySizeTable(identification),
     );
   }
   if (identification.note) parts.push(el("p", { className: "muted" }, identification.note));
@@ -191,7 +273,7 @@ function operatingTable(report) {
       ["Verify threshold", formatThreshold(op.verify_threshold)],
       ["FAR there", `${formatRate(op.far)} ${formatCi(op.far_ci)}`],
       ["FRR there", `${formatRate(op.frr)} ${formatCi(op.frr_ci)}`],
-      ["Identify threshold", formatThreshold(op.identify_threshold)],
+      ["Identify threshold", `${formatThreshold(op.identify_threshold)} on ${op.identify_statistic || "similarity"}`],
       ["FNIR there", formatRate(op.fnir)],
       ["FPIR there", formatRate(op.fpir)],
     ]),
@@ -200,14 +282,15 @@ function operatingTable(report) {
 
 /**
  * Replaces the tables inside `container` (which holds a `.report-tables` element) with `report`'s.
- * With `onTryThreshold`, each measurable target FAR gets a button handing its threshold over.
+ * With `onTryThreshold`, each measurable target FAR gets a button handing its threshold over; with
+ * `onUseForIdentify`, each measurable target FPIR a button handing the FPIR over.
  */
-export function renderReport(container, report, { onTryThreshold } = {}) {
+export function renderReport(container, report, { onTryThreshold, onUseForIdentify } = {}) {
   const tables = container.querySelector(".report-tables");
   tables.replaceChildren(
     summaryTable(report),
     atFarTable(report, onTryThreshold),
-    ...identificationBlock(report),
+    ...identificationBlock(report, onUseForIdentify),
     ...operatingTable(report),
   );
   container.dataset.reportId = report.id;

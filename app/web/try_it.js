@@ -1,5 +1,6 @@
 // "Try it": identify every face of a photo in the selected collection and draw the boxes and
-// candidates on a canvas.
+// candidates on a canvas. A face is matched when its decision score (the answer's `statistic`)
+// clears the threshold; candidates carry their raw similarity.
 
 import { apiJson, byId, clearError, el, galleryPath, selection, showError, stillSelected } from "./api.js";
 import { formatThreshold } from "./report.js";
@@ -23,7 +24,7 @@ function loadImage(file) {
 
 function faceLabel(face, index) {
   const top = face.candidates[0];
-  if (face.match && top) return `${index + 1}. ${top.name || top.subject_id} ${top.similarity.toFixed(3)}`;
+  if (face.match && top) return `${index + 1}. ${top.name || top.subject_id} ${face.match.score.toFixed(3)}`;
   return `${index + 1}. unknown`;
 }
 
@@ -68,8 +69,20 @@ function subjectLabel(candidate) {
   return `${candidate.name} (${candidate.subject_id})`;
 }
 
-function faceListItem(face, index) {
+/** The decision behind a face's verdict: its decision score against the threshold, both on `statistic`. */
+function decisionText(face, result) {
+  if (face.score === null || face.score === undefined) return "";
+  const against = face.match ? "at or above" : "below";
+  const similarity = face.match ? `; similarity ${face.match.similarity.toFixed(4)}` : "";
+  return (
+    `${result.statistic} ${formatThreshold(face.score)}, ${against} the threshold ` +
+    `${formatThreshold(result.threshold)}${similarity}`
+  );
+}
+
+function faceListItem(face, index, result) {
   const verdict = face.match ? `match: ${face.candidates[0].name || face.match.subject_id}` : "no match (unknown)";
+  const decision = decisionText(face, result);
   const candidates = face.candidates.map((candidate) =>
     el(
       "li",
@@ -79,9 +92,14 @@ function faceListItem(face, index) {
   );
   return el(
     "li",
-    { className: face.match ? "face match" : "face unknown", "data-match": face.match ? face.match.subject_id : "" },
+    {
+      className: face.match ? "face match" : "face unknown",
+      "data-match": face.match ? face.match.subject_id : "",
+      "data-score": face.score === null || face.score === undefined ? "" : String(face.score),
+    },
     el("strong", {}, `Face ${index + 1}, ${verdict}`),
     ` (detection score ${face.det_score.toFixed(3)})`,
+    decision ? el("div", { className: "decision" }, decision) : null,
     candidates.length ? el("ol", { className: "candidates" }, ...candidates) : el("p", {}, "No candidates: the gallery is empty."),
   );
 }
@@ -117,10 +135,10 @@ export async function tryIdentify(event) {
     }
     drawFaces(byId("try-canvas"), image, result.faces);
     URL.revokeObjectURL(url);
-    byId("try-results").replaceChildren(...result.faces.map(faceListItem));
+    byId("try-results").replaceChildren(...result.faces.map((face, index) => faceListItem(face, index, result)));
     byId("try-status").textContent =
-      `${result.faces.length} face(s) searched in ${result.collection}; ` +
-      `identify threshold ${formatThreshold(result.threshold)}, model ${result.model.name || ""}`.trim();
+      `${result.faces.length} face(s) searched in ${result.collection}; identify threshold ` +
+      `${formatThreshold(result.threshold)} on ${result.statistic}, model ${result.model.name || ""}`.trim();
   } catch (error) {
     byId("try-status").textContent = "";
     showError("try-error", error);

@@ -1,10 +1,11 @@
 """What the admin page tests do to the page: open it with a key, move the slider, wait for the plot,
-save a screenshot; and the evaluation set they upload."""
+save a screenshot; the evaluation set they upload; and rates written as the page writes them."""
 
 from __future__ import annotations
 
 import zipfile
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from playwright.sync_api import Page
@@ -52,3 +53,27 @@ def move_slider(page: Page, threshold: float) -> float:
         str(threshold),
     )
     return float(taken)
+
+
+def _significant(value: float, digits: int) -> Decimal:
+    """``value`` to ``digits`` significant digits, a tie going up, as JavaScript's toPrecision rounds."""
+    exact = Decimal(value)
+    return exact.quantize(Decimal(1).scaleb(exact.adjusted() - digits + 1), rounding=ROUND_HALF_UP)
+
+
+def format_rate(value: float | None) -> str:
+    """A rate as report.js formatRate writes it: 0.25, 0.0123, then 5.2e-4 below 0.001."""
+    if value is None:
+        return "—"
+    if abs(value) < 1e-12:
+        return "0"
+    if value >= 0.001:
+        return format(_significant(value, 3).normalize(), "f")
+    return f"{_significant(value, 2):.1e}".replace(".0e", "e")
+
+
+def format_ci(interval: Sequence[float] | None) -> str:
+    """A 95% interval as report.js formatCi writes it."""
+    if not interval:
+        return ""
+    return f"[{format_rate(interval[0])}, {format_rate(interval[1])}]"

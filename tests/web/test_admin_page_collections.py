@@ -39,6 +39,7 @@ def expect_collection_shown(
     }
     for box, text in figures.items():
         expect(page.locator(box)).to_have_text(text)
+    expect(page.locator("#current-identify-statistic")).to_contain_text(thresholds["identify_statistic"])
     shown = page.locator("#gallery-report")
     expect(shown).to_have_attribute("data-report-id", report["id"])
     expect(shown).to_contain_text(f"gallery of collection {stats['collection']}")
