@@ -1,0 +1,209 @@
+"""``facerec serve``, ``keys`` and ``collections``: the HTTP service, its API keys, moving a collection."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from app.cli.common import at_least_one, database_session, settings_from_args, when
+from app.core.settings import Settings
+
+if TYPE_CHECKING:
+    pass
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP service with uvicorn; the database is prepared once, before any worker starts."""
+    import logging
+    import os
+
+    settings = settings_from_args(args).model_copy(update={"worker_processes": args.workers})
+    if args.workers > 1:
+        # Set before anything imports prometheus_client (it reads PROMETHEUS_MULTIPROC_DIR at
+        # import), and before uvicorn spawns the workers, which inherit this environment.
+        os.environ.update(worker_environment(args, settings))
+
+    import uvicorn
+
+    from app.services.container import prepare_database
+
+    logging.getLogger().setLevel(settings.log_level.upper())
+    admin_key = prepare_database(settings)
+    if admin_key is not None:
+        print(f"first admin API key (shown once, store it now): {admin_key}", file=sys.stderr)
+    log_level = settings.log_level.lower()
+    if args.workers > 1:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=log_level,
+        )
+    else:
+        from app.main import create_app
+
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
+    return 0
+
+
+def worker_environment(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
+    """What the workers of ``serve --workers N`` need from this process, as environment variables.
+
+    uvicorn spawns them from an import string: each builds its settings from
+    the environment alone, so this is the one place that hands them over.
+
+    - ``FACEREC_WORKER_PROCESSES``: N, from which each worker takes its share of
+      the cores (``inference_settings``);
+    - ``FACEREC_MODELS_DIR``: ``--models-dir``, when given;
+    - ``PROMETHEUS_MULTIPROC_DIR``: ``<data_dir>/prometheus-multiproc``, emptied
+      now (a previous run's files would be summed into this run's counts), where
+      every worker writes its metrics so that any worker's /metrics reports them all.
+    """
+    import shutil
+
+    metrics_dir = settings.data_dir / "prometheus-multiproc"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    environment = {
+        "FACEREC_WORKER_PROCESSES": str(args.workers),
+        # prometheus_client's own variable (app.core.prometheus.MULTIPROC_DIR_ENV), spelled out
+        # here so that nothing imports prometheus_client before it is set.
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    if args.models_dir:
+        environment["FACEREC_MODELS_DIR"] = str(settings.models_dir)
+    return environment
+
+
+def cmd_collections_reembed(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from app.db.jobs import get_job
+    from app.pipeline.pipelines import Pipelines
+    from app.pipeline.runner import inference_settings
+    from app.schemas.collections import GivenThresholds
+    from app.schemas.reembed import ReembedRequest
+    from app.services import reembedding
+    from app.services.collections import Target
+    from app.services.container import open_database
+    from app.services.keys import Principal
+
+    settings = settings_from_args(args)
+    given = None
+    if (args.verify_threshold is None) != (args.identify_threshold is None):
+        raise SystemExit("give both --verify-threshold and --identify-threshold, or neither")
+    if args.verify_threshold is not None:
+        given = GivenThresholds(verify=args.verify_threshold, identify=args.identify_threshold)
+    request = ReembedRequest(model=args.model, thresholds=given, unmovable=args.unmovable)
+    _, engine, session_factory = open_database(settings)
+    pipeline_settings, workers = inference_settings(settings)
+    context = reembedding.MoveContext(session_factory, Pipelines(pipeline_settings, workers), settings)
+    try:
+        with session_factory() as session:
+            job = reembedding.prepare(
+                context, session, Target(args.collection_id, Principal("admin", "cli")), request
+            )
+            job_id, total = job.id, job.total
+            session.commit()
+        print(f"job {job_id}: moving {total} templates of {args.collection_id} to {args.model}")
+        with tqdm(total=total, unit="face", dynamic_ncols=True) as bar:
+            reembedding.run_foreground(context, job_id, lambda done: bar.update(done - bar.n))
+        with session_factory() as session:
+            finished = get_job(session, job_id)
+            details = (finished.details if finished is not None else None) or {}
+    finally:
+        engine.dispose()
+    deleted = details.get("deleted") or []
+    print(f"collection {args.collection_id} is on {args.model}: {details.get('moved', 0)} templates moved")
+    for face in deleted:
+        print(f"  deleted {face['face_id']}: {face['reason']}")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from app.services.keys import create_key
+
+    with database_session(args) as session:
+        created = create_key(session, args.role, args.name, actor="cli", collections=args.collection)
+        session.commit()
+    scope = f" for {', '.join(created.collections)}" if created.collections is not None else ""
+    print(f"{args.role} key {created.prefix}…{scope} created; it is shown only now:")
+    print(created.key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from app.services.keys import list_keys
+
+    with database_session(args) as session:
+        keys = list_keys(session, include_revoked=args.all)
+    print(f"{'PREFIX':<14}{'ROLE':<8}{'CREATED':<22}{'LAST USED':<22}{'REVOKED':<22}{'COLLECTIONS':<24}NAME")
+    for key in keys:
+        reach = "all" if key.collections is None else ",".join(key.collections) or "(none left)"
+        print(
+            f"{key.prefix:<14}{key.role:<8}{when(key.created_at):<22}{when(key.last_used_at):<22}"
+            f"{when(key.revoked_at):<22}{reach:<24}{key.name}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from app.services.keys import revoke_key
+
+    with database_session(args) as session:
+        key = revoke_key(session, args.prefix, actor="cli")
+        session.commit()
+    print(f"revoked {key.role} key {key.prefix}")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``serve``, ``keys create|list|revoke`` and ``collections reembed``."""
+    serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers", type=at_least_one, default=1, help="worker processes (each loads the models)"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--role", choices=["client", "admin"], required=True)
+    create.add_argument("--name", default="", help="who or what the key is for")
+    create.add_argument(
+        "--collection",
+        action="append",
+        metavar="ID",
+        help="a client key may use only this collection (repeat for several; default: every collection)",
+    )
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke the key whose prefix starts with PREFIX")
+    revoke.add_argument("prefix")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    collections = commands.add_parser("collections", help="manage collections").add_subparsers(
+        dest="collections_command", required=True
+    )
+    reembed = collections.add_parser(
+        "reembed", help="move a collection to another model, from the stored crops (no photos needed)"
+    )
+    reembed.add_argument("collection_id")
+    reembed.add_argument("--model", required=True, help="the installed embedder to move to")
+    reembed.add_argument(
+        "--unmovable",
+        choices=["fail", "delete"],
+        default="fail",
+        help="faces whose stored crop cannot be re-aligned: fail (nothing changes) or delete them",
+    )
+    reembed.add_argument("--verify-threshold", type=float, help="for a model without calibration")
+    reembed.add_argument("--identify-threshold", type=float, help="for a model without calibration")
+    reembed.set_defaults(func=cmd_collections_reembed)
