@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.eval.decision_score import decision_scores, statistic_name
-from app.eval.identification import open_set_searches, top_subject_similarities
+from app.eval.identification import fpir_threshold, open_set_searches, top_subject_similarities
 from app.eval.open_set_protocol import ProtocolScores, draw_open_set, fused_subjects, stranger_prior
 from app.pipeline.manifest import DecisionScore
 from app.pipeline.similarity import Metric
@@ -202,14 +202,9 @@ def _cohort_z(top: NDArray[np.float64], cohort: int) -> NDArray[np.float64]:
 
 
 def _threshold(scores: NDArray[np.float64], fpir: float) -> float:
-    """Smallest threshold letting at most ``fpir`` of ``scores`` reach it (``open_set``'s rule)."""
+    """``open_set``'s threshold over the finite scores (an unfloored gap has none without a cohort)."""
     ordered = np.sort(scores[np.isfinite(scores)])
-    if ordered.size == 0:
-        return float("nan")
-    allowed = int(np.floor(fpir * ordered.size * (1 + 1e-12)))
-    if allowed >= ordered.size:
-        return float(ordered[0])
-    return float(np.nextafter(ordered[ordered.size - 1 - allowed], np.inf))
+    return fpir_threshold(ordered, fpir) if ordered.size else float("nan")
 
 
 def _figures(searches: _Searches, scorer: Scorer) -> dict[str, float]:

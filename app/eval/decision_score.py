@@ -28,8 +28,6 @@ descending, with -inf where the gallery has no further subject.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -72,13 +70,3 @@ def decision_score_of(ranked_similarities: list[float], score: DecisionScore) ->
     values = ranked_similarities[: row.shape[1]]
     row[0, : len(values)] = values
     return float(decision_scores(row, score)[0])
-
-
-def describe(score: DecisionScore) -> dict[str, Any]:
-    """The statistic as a report or response states it."""
-    return {
-        "statistic": statistic_name(score),
-        "kind": score.kind,
-        "cohort": score.cohort,
-        "prior": score.prior,
-    }

@@ -118,7 +118,7 @@ class OpenSetSearches:
         mated, nonmated = self.mated_scores.size, self.nonmated_scores.size
         points: dict[str, OpenSetPoint] = {}
         for fpir in fpirs:
-            threshold = threshold_allowing(self.nonmated_scores, allowed_errors(fpir, nonmated), lowest)
+            threshold = fpir_threshold(self.nonmated_scores, fpir, lowest)
             fnir, observed = self.rates(threshold)
             misses, false_positives = round(fnir * mated), round(observed * nonmated)
             points[f"{fpir:g}"] = OpenSetPoint(
@@ -133,6 +133,19 @@ class OpenSetSearches:
                 nonmated=nonmated,
             )
         return points
+
+
+def fpir_threshold(
+    sorted_nonmated: NDArray[np.floating[Any]], fpir: float, lowest: float | None = None
+) -> float:
+    """Smallest threshold letting at most ``fpir`` of the ascending non-mated scores through.
+
+    ``lowest`` (default: the smallest finite score) is the answer when the target allows them all.
+    """
+    if lowest is None:
+        finite = sorted_nonmated[np.isfinite(sorted_nonmated)]
+        lowest = float(finite[0]) if finite.size else 0.0
+    return threshold_allowing(sorted_nonmated, allowed_errors(fpir, sorted_nonmated.size), lowest)
 
 
 def open_set_searches(

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from app.eval.decision_score import statistic_name
 from app.eval.identification import open_set, top_subject_similarities
 from app.eval.intervals import min_comparisons
-from app.pipeline.manifest import DecisionScore, OpenSetCalibration, OpenSetPoint
+from app.pipeline.manifest import DecisionScore, OpenSetCalibration, OpenSetThreshold
 from app.pipeline.similarity import Metric, pairwise_similarity
 
 # Quantile of strangers' cohort means taken as the prior: their median.
@@ -140,7 +140,7 @@ def calibrate_open_set(
     for fpir in fpirs:
         key = f"{fpir:g}"
         points.append(
-            OpenSetPoint(
+            OpenSetThreshold(
                 target_fpir=fpir,
                 threshold=round(float(np.median([result[key].threshold for result in per_seed])), 6),
                 gallery_subjects=subjects,

@@ -21,11 +21,16 @@ from numpy.typing import ArrayLike, NDArray
 from app.core.errors import NotEnoughData
 from app.core.ids import new_id
 from app.eval.decision_score import RAW_SIMILARITY, decision_scores, statistic_name, subjects_needed
-from app.eval.identification import leave_one_out_cmc, open_set, open_set_searches, top_subject_similarities
+from app.eval.identification import (
+    fpir_threshold,
+    leave_one_out_cmc,
+    open_set,
+    open_set_searches,
+    top_subject_similarities,
+)
 from app.eval.intervals import min_comparisons, wilson_interval
 from app.eval.pair_accuracy import best_accuracy_threshold
 from app.eval.results import OperatingPoint
-from app.eval.sorted_scores import allowed_errors, threshold_allowing
 from app.eval.template_pairs import ProgressFn, count_pairs, template_pair_scores
 from app.eval.verification import auc, calibrate_thresholds, eer, far_frr_at, histogram, roc_points
 from app.pipeline.manifest import DecisionScore
@@ -214,11 +219,8 @@ def thresholds_by_gallery_size(
             columns = np.isin(ids, chosen)  # (N,)
             top = top_subject_similarities(nonmated[:, columns], ids[columns], depth)
             sorted_scores = np.sort(decision_scores(top, score))
-            finite = sorted_scores[np.isfinite(sorted_scores)]
-            lowest = float(finite.min()) if finite.size else 0.0
             for fpir in FPIR_TARGETS:
-                k = allowed_errors(fpir, sorted_scores.size)
-                thresholds[f"{fpir:g}"].append(threshold_allowing(sorted_scores, k, lowest))
+                thresholds[f"{fpir:g}"].append(fpir_threshold(sorted_scores, fpir))
         rows.append(
             {
                 "subjects": int(size),

@@ -62,7 +62,7 @@ class DecisionScore(BaseModel):
         return self
 
 
-class OpenSetPoint(BaseModel):
+class OpenSetThreshold(BaseModel):
     """A calibrated identify threshold: the decision score reaching ``target_fpir`` in a gallery this size."""
 
     target_fpir: float = Field(gt=0, lt=1)
@@ -77,7 +77,7 @@ class OpenSetCalibration(BaseModel):
 
     score: DecisionScore
     default_fpir: float = Field(gt=0, lt=1)
-    points: list[OpenSetPoint] = Field(min_length=1)
+    points: list[OpenSetThreshold] = Field(min_length=1)
     protocol: str = ""
 
     @model_validator(mode="after")
@@ -86,7 +86,7 @@ class OpenSetCalibration(BaseModel):
             raise ValueError(f"no calibrated point at the default FPIR {self.default_fpir:g}")
         return self
 
-    def default_point(self) -> OpenSetPoint:
+    def default_point(self) -> OpenSetThreshold:
         return next(point for point in self.points if abs(point.target_fpir - self.default_fpir) <= 1e-9)
 
 

@@ -66,44 +66,37 @@ def set_from_report(
     begin_write(session)
     collection = find_collection(session, target)
     report = _chosen_report(services, session, target, collection, report_id)
-    values: dict[str, float] = {}
-    points: list[ReportOperatingPoint] = []
-    sources: dict[str, str] = {}
     subjects = int(report.body["counts"]["subjects"])
+    changes: list[tuple[str, str, ReportOperatingPoint]] = []  # (key, source, what the report measured)
     if far_index is not None:
         entry: dict[str, Any] = report.body["at_far"][far_index]
         if not entry["measurable"] or entry["threshold"] is None:
             raise FarNotMeasurable(entry["note"], {"report_id": report.id, "target_far": target_far})
-        values[VERIFY_KEY] = float(entry["threshold"])
-        sources[VERIFY_KEY] = f"report {report.id} at FAR {target_far:g}"
-        points.append(
-            ReportOperatingPoint(
-                report_id=report.id,
-                target_far=target_far,
-                threshold=values[VERIFY_KEY],
-                frr=entry["frr"],
-                subjects=subjects,
-            )
+        point = ReportOperatingPoint(
+            report_id=report.id,
+            target_far=target_far,
+            threshold=float(entry["threshold"]),
+            frr=entry["frr"],
+            subjects=subjects,
         )
+        changes.append((VERIFY_KEY, f"report {report.id} at FAR {target_far:g}", point))
     if fpir_key is not None:
-        point = _fpir_point(report, fpir_key, services, collection)
-        values[IDENTIFY_KEY] = float(point["threshold"])
-        sources[IDENTIFY_KEY] = f"report {report.id} at FPIR {fpir_key} ({subjects} subjects)"
-        points.append(
-            ReportOperatingPoint(
-                report_id=report.id,
-                target_fpir=target_fpir,
-                threshold=values[IDENTIFY_KEY],
-                fnir=point["fnir"],
-                fnir_ci=point.get("fnir_ci"),
-                subjects=subjects,
-            )
+        entry = _fpir_point(report, fpir_key, services, collection)
+        point = ReportOperatingPoint(
+            report_id=report.id,
+            target_fpir=target_fpir,
+            threshold=float(entry["threshold"]),
+            fnir=entry["fnir"],
+            fnir_ci=entry.get("fnir_ci"),
+            subjects=subjects,
         )
+        changes.append((IDENTIFY_KEY, f"report {report.id} at FPIR {fpir_key} ({subjects} subjects)", point))
     defaults = services.thresholds_of(collection.model_name)
-    for key, value in values.items():
+    for key, source, point in changes:
         set_thresholds(
-            session, collection.id, defaults, {key: value}, actor=target.actor, source=sources[key]
+            session, collection.id, defaults, {key: point.threshold}, actor=target.actor, source=source
         )
+    points = [point for _, _, point in changes]
     return _view(services, session, collection, points)
 
 
