@@ -127,29 +127,6 @@ def test_bad_ids_existing_ids_unknown_models_and_the_default(client: TestClient)
     )
 
 
-def test_an_empty_and_a_one_subject_collection_still_answer_identify(client: TestClient) -> None:
-    """No cohort to compare with: empty names nobody; one subject decides on its similarity less the prior."""
-    create(client, "open-empty")
-    empty = identify_in(client, "open-empty", OBAMA[1])
-    assert empty.status_code == 200, empty.text
-    (face,) = empty.json()["faces"]
-    assert (face["candidates"], face["score"], face["match"]) == ([], None, None)
-
-    create(client, "open-one")
-    assert enroll_in(client, "open-one", "obama", OBAMA[0]).status_code == 201
-    body = identify_in(client, "open-one", OBAMA[1]).json()
-    open_set = services_of(client).model.open_set
-    assert open_set is not None and open_set.score.prior is not None
-    (face,) = body["faces"]
-    (candidate,) = face["candidates"]
-    assert face["score"] == pytest.approx(candidate["similarity"] - open_set.score.prior, abs=1e-6)
-    assert body["threshold"] == pytest.approx(open_set.default_point().threshold)
-    assert (face["match"] is not None) == (face["score"] >= body["threshold"])
-    # Obama's other photo clears it; Biden against Obama alone does not.
-    assert face["match"]["subject_id"] == "obama"
-    assert identify_in(client, "open-one", BIDEN[0]).json()["faces"][0]["match"] is None
-
-
 def test_the_same_subject_id_in_two_collections_is_two_people(
     client: TestClient, two_shops: tuple[str, str]
 ) -> None:

@@ -10,8 +10,9 @@ often than that promises, within the 95% interval of what 1,500 searches
 show, and enrolled people must be named as often as the calibration said
 for a gallery this size.
 
-SQLite only: the decisions do not depend on the database, and 4,000 HTTP
-calls are the slowest part of the suite.
+That gallery runs on SQLite only: the decisions do not depend on the
+database, and its 4,000 HTTP calls are the slowest part of the suite. The
+collections too small for a cohort (none, one subject) run on every backend.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from fastapi.testclient import TestClient
 
 from app.eval.intervals import wilson_interval
 from app.pipeline.face_pipeline import FacePipeline
-from tests.api.conftest import ApiDatabase, enroll, identify, start_client
+from tests.api.conftest import ApiDatabase, enroll, identify, services_of, start_client
+from tests.api.test_collections import BIDEN, OBAMA, enroll_in, identify_in
+from tests.api.test_collections import create as create_collection
 from tests.conftest import SHARED_DATA, require_data
 from tests.db.conftest import fresh_database
 
@@ -120,3 +123,26 @@ def test_strangers_are_named_no_more_often_than_the_default_threshold_promises(
             indent=2,
         )
     )
+
+
+def test_an_empty_and_a_one_subject_collection_still_answer_identify(client: TestClient) -> None:
+    """No cohort to compare with: empty names nobody; one subject decides on its similarity less the prior."""
+    create_collection(client, "open-empty")
+    empty = identify_in(client, "open-empty", OBAMA[1])
+    assert empty.status_code == 200, empty.text
+    (face,) = empty.json()["faces"]
+    assert (face["candidates"], face["score"], face["match"]) == ([], None, None)
+
+    create_collection(client, "open-one")
+    assert enroll_in(client, "open-one", "obama", OBAMA[0]).status_code == 201
+    body = identify_in(client, "open-one", OBAMA[1]).json()
+    open_set = services_of(client).model.open_set
+    assert open_set is not None and open_set.score.prior is not None
+    (face,) = body["faces"]
+    (candidate,) = face["candidates"]
+    assert face["score"] == pytest.approx(candidate["similarity"] - open_set.score.prior, abs=1e-6)
+    assert body["threshold"] == pytest.approx(open_set.default_point().threshold)
+    assert (face["match"] is not None) == (face["score"] >= body["threshold"])
+    # Obama's other photo clears it; Biden against Obama alone does not.
+    assert face["match"]["subject_id"] == "obama"
+    assert identify_in(client, "open-one", BIDEN[0]).json()["faces"][0]["match"] is None

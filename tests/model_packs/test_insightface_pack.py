@@ -19,7 +19,6 @@ import csv
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,47 +39,19 @@ from app.model_packs.insightface_pack import import_pack
 from app.pipeline.embed import OnnxEmbedder
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.geometry import template_for_size
-from app.pipeline.manifest import ModelManifest, file_sha256, load_manifest, write_manifest
+from app.pipeline.manifest import ModelManifest, file_sha256, load_manifest
 from app.pipeline.scrfd import ScrfdDetector
-from app.services.thresholds import default_thresholds
 from tests.conftest import LFW_ROOT, SHARED_DATA, load, require_data
+from tests.model_packs.conftest import (
+    RECOGNISER_FILE,
+    ExportedModel,
+    models_with_the_detector,
+    small_pair_list,
+)
 from tests.pipeline.scrfd_graph import write_scrfd_graph
 
 IDENTITIES = SHARED_DATA / "identities"
-RECOGNISER_FILE = "w_mobilefacenet.onnx"
 DEFAULT_TERMS = "InsightFace non-commercial research terms (no MODEL.LICENSE)"
-
-
-@dataclass(frozen=True)
-class ExportedModel:
-    export_dir: Path  # our manifest folder, as training.export writes it
-    pack_dir: Path  # the same ONNX file alone, laid out as an InsightFace pack
-
-
-@pytest.fixture(scope="module")
-def untrained_pack(tmp_path_factory: pytest.TempPathFactory) -> ExportedModel:
-    torch = pytest.importorskip("torch")
-    from training.export import build_manifest, export_onnx, untrained_network
-
-    torch.manual_seed(0)
-    net = untrained_network("mobilefacenet", input_size=112, embedding_size=128)
-    root = tmp_path_factory.mktemp("untrained")
-    export_dir = root / "mobilefacenet-untrained"
-    export_dir.mkdir()
-    export_onnx(net, export_dir / "model.onnx")
-    manifest = build_manifest(net, export_dir.name, version="1", description="untrained", source="tests")
-    manifest.sha256 = file_sha256(export_dir / "model.onnx")
-    write_manifest(export_dir, manifest)
-    pack_dir = root / "mfn_pack"
-    pack_dir.mkdir()
-    shutil.copy(export_dir / "model.onnx", pack_dir / RECOGNISER_FILE)
-    return ExportedModel(export_dir, pack_dir)
-
-
-@pytest.fixture(scope="module")
-def default_settings(pipeline: FacePipeline, settings: Settings) -> Settings:
-    """Settings whose detector (the default pack, built by ``pipeline``) is installed."""
-    return settings
 
 
 def write_dummy(path: Path, side: int, outputs: int) -> Path:
@@ -116,16 +87,6 @@ def pack_folder(root: Path, name: str, recogniser: ExportedModel | None, *extra:
     for file in extra:
         makers[file](folder / file)
     return folder
-
-
-def small_pair_list(tmp_path: Path, per_kind: int = 6) -> Path:
-    """The first same- and different-person pairs of LFW View 1 DevTest: about two dozen images."""
-    lines = require_data(LFW_ROOT.parent / "pairsDevTest.txt").read_text().splitlines()
-    total = int(lines[0])
-    body = lines[1 : 1 + per_kind] + lines[1 + total : 1 + total + per_kind]
-    path = tmp_path / "pairs_small.txt"
-    path.write_text("\n".join([str(per_kind), *body]) + "\n")
-    return path
 
 
 def pair_list_calibration(pairs: Path) -> Calibrate:
@@ -404,11 +365,8 @@ def test_the_command_line_imports_lists_and_calibrates(
     default_settings: Settings,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    models = tmp_path / "models"
-    models.mkdir()
-    detector = default_settings.detector  # the configured detector calibrates this model
-    shutil.copytree(default_settings.models_dir / detector, models / detector)
-    command = ["--models-dir", str(models), "models"]
+    models, command = models_with_the_detector(tmp_path, default_settings)
+    detector = default_settings.detector
 
     assert main([*command, "import", str(untrained_pack.pack_dir), "--name", "mfn"]) == 0
     out, err = capsys.readouterr()
@@ -434,44 +392,3 @@ def test_the_command_line_imports_lists_and_calibrates(
         f"mfn: embedder, 112x112 RGB, 128-d cosine, calibrated, licence: {DEFAULT_TERMS} (commercial use: no)"
     )
     assert ModelManifest.model_validate_json((models / "mfn" / "manifest.json").read_text()).calibrated
-
-
-def test_calibrating_with_an_open_set_folder_gives_the_model_a_decision_score(
-    untrained_pack: ExportedModel,
-    tmp_path: Path,
-    default_settings: Settings,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """`--open-set-root`: identify thresholds by target FPIR on a cohort score, measured for this model."""
-    models = tmp_path / "models"
-    models.mkdir()
-    detector = default_settings.detector
-    shutil.copytree(default_settings.models_dir / detector, models / detector)
-    command = ["--models-dir", str(models), "models"]
-    assert main([*command, "import", str(untrained_pack.pack_dir), "--name", "mfn"]) == 0
-    # 40 people with two photos and 620 with one: 310 strangers per drawn protocol, enough for FPIR 0.01.
-    folder = tmp_path / "open-set"
-    people = sorted(p for p in LFW_ROOT.iterdir() if p.is_dir())
-    several = [p for p in people if len(list(p.glob("*.jpg"))) >= 2][:40]
-    single = [p for p in people if len(list(p.glob("*.jpg"))) == 1][:620]
-    for person in several + single:
-        (folder / person.name).mkdir(parents=True)
-        for image in sorted(person.glob("*.jpg"))[:2]:
-            (folder / person.name / image.name).symlink_to(image)
-    pairs = small_pair_list(tmp_path)
-    calibrate = ["--calibrate-root", str(LFW_ROOT), "--calibrate-pairs", str(pairs)]
-    capsys.readouterr()
-    assert main([*command, "calibrate", "mfn", *calibrate, "--open-set-root", str(folder)]) == 0
-    assert "mfn: FPIR 0.01 with 350 subjects at decision score" in capsys.readouterr().out
-
-    manifest = ModelManifest.model_validate_json((models / "mfn" / "manifest.json").read_text())
-    assert manifest.open_set is not None
-    assert manifest.open_set.score.kind == "cohort_gap" and manifest.open_set.score.cohort == 10
-    assert [p.target_fpir for p in manifest.open_set.points] == [0.1, 0.01]
-    assert manifest.open_set.default_point().nonmated == 310
-    assert "seeds 1, 2, 3, 4, 5" in manifest.open_set.protocol
-    defaults = default_thresholds(manifest)
-    assert (defaults.identify, defaults.identify_statistic) == (
-        manifest.open_set.default_point().threshold,
-        "cohort_gap(10)",
-    )
