@@ -183,8 +183,22 @@ class IndexFollower:
             return index
 
     def search_subjects(
-        self, collection_id: int, queries: Any, top_n: int, *, exclude_face_ids: Collection[int]
+        self,
+        collection_id: int,
+        queries: Any,
+        top_n: int,
+        *,
+        exclude_face_ids: Collection[int],
+        model_name: str | None = None,
     ) -> list[list[Candidate]]:
+        """Search the collection's index; ``model_name`` is the collection's model as the caller read it.
+
+        After a move to another model commits, this worker's index holds the old
+        model's vectors until it replays the ``rebuild``; a query of the new model
+        must not meet them, so the replay happens now rather than at the next sync.
+        """
+        if model_name is not None and self._models.get(collection_id, model_name) != model_name:
+            self.catch_up()
         return self.index_of(collection_id).search_subjects(queries, top_n, exclude_face_ids=exclude_face_ids)
 
     def removed_since_sync(self, session: Session) -> set[int]:

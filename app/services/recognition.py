@@ -76,7 +76,9 @@ def identify(
     # Removals another worker committed since our last replay are not in the index yet.
     excluded = follower.removed_since_sync(session)
     depth = max(request.top_n, subjects_needed(score))  # the decision score reads the top one's cohort
-    ranked = follower.search_subjects(collection.id, queries, depth, exclude_face_ids=excluded)
+    ranked = follower.search_subjects(
+        collection.id, queries, depth, exclude_face_ids=excluded, model_name=collection.model_name
+    )
 
     threshold = request.threshold
     if threshold is None:
