@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli import evaluate, models, service
+from app.cli import collections, evaluate, models, service
 from app.core.logging import configure_logging
 
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(commands)
     evaluate.add_commands(commands)
     service.add_commands(commands)
+    collections.add_commands(commands)
     return parser
 
 

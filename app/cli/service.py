@@ -1,4 +1,4 @@
-"""``facerec serve``, ``keys`` and ``collections``: the HTTP service, its API keys, moving a collection."""
+"""``facerec serve`` and ``keys``: the HTTP service and its API keys."""
 
 from __future__ import annotations
 
@@ -78,51 +78,6 @@ def worker_environment(args: argparse.Namespace, settings: Settings) -> dict[str
     return environment
 
 
-def cmd_collections_reembed(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from app.db.jobs import get_job
-    from app.pipeline.pipelines import Pipelines
-    from app.pipeline.runner import inference_settings
-    from app.schemas.collections import GivenThresholds
-    from app.schemas.reembed import ReembedRequest
-    from app.services import reembedding
-    from app.services.collections import Target
-    from app.services.container import open_database
-    from app.services.keys import Principal
-
-    settings = settings_from_args(args)
-    given = None
-    if (args.verify_threshold is None) != (args.identify_threshold is None):
-        raise SystemExit("give both --verify-threshold and --identify-threshold, or neither")
-    if args.verify_threshold is not None:
-        given = GivenThresholds(verify=args.verify_threshold, identify=args.identify_threshold)
-    request = ReembedRequest(model=args.model, thresholds=given, unmovable=args.unmovable)
-    _, engine, session_factory = open_database(settings)
-    pipeline_settings, workers = inference_settings(settings)
-    context = reembedding.MoveContext(session_factory, Pipelines(pipeline_settings, workers), settings)
-    try:
-        with session_factory() as session:
-            job = reembedding.prepare(
-                context, session, Target(args.collection_id, Principal("admin", "cli")), request
-            )
-            job_id, total = job.id, job.total
-            session.commit()
-        print(f"job {job_id}: moving {total} templates of {args.collection_id} to {args.model}")
-        with tqdm(total=total, unit="face", dynamic_ncols=True) as bar:
-            reembedding.run_foreground(context, job_id, lambda done: bar.update(done - bar.n))
-        with session_factory() as session:
-            finished = get_job(session, job_id)
-            details = (finished.details if finished is not None else None) or {}
-    finally:
-        engine.dispose()
-    deleted = details.get("deleted") or []
-    print(f"collection {args.collection_id} is on {args.model}: {details.get('moved', 0)} templates moved")
-    for face in deleted:
-        print(f"  deleted {face['face_id']}: {face['reason']}")
-    return 0
-
-
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from app.services.keys import create_key
 
@@ -161,7 +116,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``serve``, ``keys create|list|revoke`` and ``collections reembed``."""
+    """``serve`` and ``keys create|list|revoke``."""
     serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -189,21 +144,3 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     revoke = keys.add_parser("revoke", help="revoke the key whose prefix starts with PREFIX")
     revoke.add_argument("prefix")
     revoke.set_defaults(func=cmd_keys_revoke)
-
-    collections = commands.add_parser("collections", help="manage collections").add_subparsers(
-        dest="collections_command", required=True
-    )
-    reembed = collections.add_parser(
-        "reembed", help="move a collection to another model, from the stored crops (no photos needed)"
-    )
-    reembed.add_argument("collection_id")
-    reembed.add_argument("--model", required=True, help="the installed embedder to move to")
-    reembed.add_argument(
-        "--unmovable",
-        choices=["fail", "delete"],
-        default="fail",
-        help="faces whose stored crop cannot be re-aligned: fail (nothing changes) or delete them",
-    )
-    reembed.add_argument("--verify-threshold", type=float, help="for a model without calibration")
-    reembed.add_argument("--identify-threshold", type=float, help="for a model without calibration")
-    reembed.set_defaults(func=cmd_collections_reembed)

@@ -126,6 +126,13 @@ class ModelNotFound(AppError):
     status = 422
 
 
+class CollectionMoving(AppError):
+    """The collection is being moved to another model; a bulk import waits until the move is done."""
+
+    code = "collection_moving"
+    status = 409
+
+
 class ModelUnavailable(AppError):
     """The collection's embedder is not the one this service has loaded, so it cannot embed for it."""
 

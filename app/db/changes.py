@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import ChangeLog, ChangeOp, Collection
@@ -47,6 +47,29 @@ def record_changes(
     _advance(session, collection_id, rows[-1].seq)
 
 
+def record_changes_bulk(
+    session: Session, op: ChangeOp, collection_id: int, faces: Sequence[tuple[int, int]]
+) -> None:
+    """``record_changes`` for thousands of faces: one executemany, the same rows and ``change_seq``."""
+    if not faces:
+        return
+    table: Table = ChangeLog.__table__  # type: ignore[assignment]
+    rows = [
+        {"op": op, "collection_id": collection_id, "face_id": face_id, "subject_id": subject_id}
+        for face_id, subject_id in faces
+    ]
+    session.execute(insert(table), rows)  # executemany, without RETURNING: the drivers' fast path
+    # Under the lock no other writer interleaves: the collection's newest change is the last row.
+    newest = session.scalar(
+        select(ChangeLog.seq)
+        .where(ChangeLog.collection_id == collection_id)
+        .order_by(ChangeLog.seq.desc())
+        .limit(1)
+    )
+    assert newest is not None
+    _advance(session, collection_id, newest)
+
+
 def record_drop(session: Session, collection_id: int, op: ChangeOp = "drop") -> None:
     """Log that the collection is gone: every worker drops its index. Call after ``lock_change_log``.
 
@@ -80,3 +103,20 @@ def changes_since(session: Session, seq: int, limit: int | None = None) -> list[
     if limit is not None:
         query = query.limit(limit)
     return list(session.scalars(query))
+
+
+def collection_changes_between(
+    session: Session, collection_id: int, after: int, upto: int, limit: int | None = None
+) -> list[ChangeLog]:
+    """One collection's changes with ``after < seq <= upto``, oldest first.
+
+    What a snapshot taken at ``after`` lacks, for a follower that has replayed up to ``upto``.
+    """
+    return list(
+        session.scalars(
+            select(ChangeLog)
+            .where(ChangeLog.collection_id == collection_id, ChangeLog.seq > after, ChangeLog.seq <= upto)
+            .order_by(ChangeLog.seq)
+            .limit(limit)
+        )
+    )

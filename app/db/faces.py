@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.db.changes import lock_change_log, record_changes
+from app.db.changes import lock_change_log, record_changes, record_changes_bulk
 from app.db.embeddings import embedding_to_bytes
 from app.db.models import Face, Subject
 
 Box = tuple[float, float, float, float]
+T = TypeVar("T")
+
+# Values bound per IN (...) query: well under SQLite's 32,766 host parameters.
+_IN_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,235 @@ def add_face(
     session.flush()
     record_changes(session, "add", subject.collection_id, [(face.id, subject.id)])
     return face, True
+
+
+@dataclass(frozen=True)
+class NewTemplate:
+    """One template for ``add_faces_bulk``: what ``add_face`` takes, its subject named by external id."""
+
+    subject_id: str  # the subject's external id (the API's subject_id) in the collection
+    embedding: npt.ArrayLike  # (D,)
+    box: Box
+    det_score: float
+    quality: float
+    image_sha256: str
+    quality_json: dict[str, Any] | None = None
+    crop: StoredCrop | None = None
+
+
+@dataclass(frozen=True)
+class BulkAdded:
+    """What ``add_faces_bulk`` did, template by template."""
+
+    face_ids: list[int | None]  # per template, in order: its new face's id, None for a duplicate
+    subjects_created: list[str]  # external ids of the subjects it created
+
+    @property
+    def added(self) -> int:
+        return sum(face_id is not None for face_id in self.face_ids)
+
+
+def add_faces_bulk(
+    session: Session,
+    collection_id: int,
+    templates: Sequence[NewTemplate],
+    *,
+    model_name: str,
+    model_version: str,
+    subject_names: Mapping[str, str | None] | None = None,
+) -> BulkAdded:
+    """``add_face`` for many templates at once: the same rows and change log, in a few statements.
+
+    Missing subjects are created first (``subject_names`` names them; an
+    existing subject is left as it is, as ``get_or_create_subject`` does).
+    A template from image bytes its subject already has for this model, or
+    that comes again later in ``templates``, is a duplicate and not stored.
+    Call under the gallery write lock (``begin_gallery_write``), one
+    transaction's worth (a few thousand templates) at a time.
+    """
+    if not templates:
+        return BulkAdded([], [])
+    blobs = [embedding_to_bytes(t.embedding) for t in templates]  # refuses NaN before anything is written
+    session.flush()
+    lock_change_log(session)
+    subject_ids, created = _ensure_subjects(
+        session, collection_id, [t.subject_id for t in templates], subject_names or {}
+    )
+    taken = set(
+        _stored_ids(
+            session,
+            model_name,
+            [subject_ids[t.subject_id] for t in templates if t.subject_id not in created],
+            [t.image_sha256 for t in templates],
+        )
+    )
+    rows: list[dict[str, Any]] = []
+    positions: list[int] = []
+    for position, (template, data) in enumerate(zip(templates, blobs, strict=True)):
+        subject_id = subject_ids[template.subject_id]
+        key = (subject_id, template.image_sha256)
+        if key in taken:
+            continue
+        taken.add(key)
+        positions.append(position)
+        rows.append(_face_row(template, data, collection_id, subject_id, model_name, model_version))
+    face_ids: list[int | None] = [None] * len(templates)
+    if rows:
+        new_ids = _insert_faces(session, collection_id, model_name, rows)
+        changes = []
+        for position, row in zip(positions, rows, strict=True):
+            face_id = new_ids[row["subject_id"], row["image_sha256"]]
+            face_ids[position] = face_id
+            changes.append((face_id, row["subject_id"]))
+        record_changes_bulk(session, "add", collection_id, changes)
+    return BulkAdded(
+        face_ids, [name for name in dict.fromkeys(t.subject_id for t in templates) if name in created]
+    )
+
+
+def stored_images(
+    session: Session, collection_id: int, model_name: str, keys: Collection[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which ``(subject external id, image sha256)`` pairs the collection has a template of, for this model.
+
+    A bulk import asks this before inference, once per batch, to skip what an earlier run stored.
+    """
+    subjects = sorted({subject for subject, _ in keys})
+    hashes = sorted({sha for _, sha in keys})
+    found: set[tuple[str, str]] = set()
+    for subject_chunk in _chunks(subjects):
+        for hash_chunk in _chunks(hashes):
+            found.update(
+                (subject, sha)
+                for subject, sha in session.execute(
+                    select(Subject.external_id, Face.image_sha256)
+                    .join(Face, Face.subject_id == Subject.id)
+                    .where(
+                        Subject.collection_id == collection_id,
+                        Subject.external_id.in_(subject_chunk),
+                        Face.model_name == model_name,
+                        Face.image_sha256.in_(hash_chunk),
+                    )
+                )
+            )
+    return found & set(keys)
+
+
+def _ensure_subjects(
+    session: Session, collection_id: int, external_ids: Iterable[str], names: Mapping[str, str | None]
+) -> tuple[dict[str, int], set[str]]:
+    """Row ids of the named subjects, creating the missing ones: ``get_or_create_subject`` in bulk."""
+    wanted = list(dict.fromkeys(external_ids))
+    ids = _subject_ids(session, collection_id, wanted)
+    missing = [external_id for external_id in wanted if external_id not in ids]
+    if missing:
+        rows: list[dict[str, Any]] = [
+            {
+                "collection_id": collection_id,
+                "external_id": external_id,
+                "name": names.get(external_id),
+                "metadata_json": {},
+            }
+            for external_id in missing
+        ]
+        session.execute(insert(_table(Subject)), rows)
+        ids.update(_subject_ids(session, collection_id, missing))
+    return ids, set(missing)
+
+
+def _insert_faces(
+    session: Session, collection_id: int, model_name: str, rows: list[dict[str, Any]]
+) -> dict[tuple[int, str], int]:
+    """Insert the rows; their new ids by (subject, sha256), which names a row of one model.
+
+    A plain executemany, the drivers' fast path (RETURNING makes psycopg parse
+    one huge statement per page). The new ids are all above the largest id
+    before: a sequence never goes back.
+    """
+    before = session.scalar(select(func.max(Face.id))) or 0
+    session.execute(insert(_table(Face)), rows)
+    inserted = session.execute(
+        select(Face.subject_id, Face.image_sha256, Face.id).where(
+            Face.id > before, Face.collection_id == collection_id, Face.model_name == model_name
+        )
+    )
+    return {(subject_id, sha): face_id for subject_id, sha, face_id in inserted}
+
+
+def _subject_ids(session: Session, collection_id: int, external_ids: Sequence[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for chunk in _chunks(external_ids):
+        found = session.execute(
+            select(Subject.external_id, Subject.id).where(
+                Subject.collection_id == collection_id, Subject.external_id.in_(chunk)
+            )
+        )
+        ids.update((external_id, subject_id) for external_id, subject_id in found)
+    return ids
+
+
+def _stored_ids(
+    session: Session, model_name: str, subject_ids: Iterable[int], hashes: Iterable[str]
+) -> dict[tuple[int, str], int]:
+    """Ids of the stored templates of these subjects and images for the model, by (subject, sha256)."""
+    found: dict[tuple[int, str], int] = {}
+    subjects, images = sorted(set(subject_ids)), sorted(set(hashes))
+    if not subjects:
+        return found
+    for subject_chunk in _chunks(subjects):
+        for hash_chunk in _chunks(images):
+            rows = session.execute(
+                select(Face.subject_id, Face.image_sha256, Face.id).where(
+                    Face.subject_id.in_(subject_chunk),
+                    Face.image_sha256.in_(hash_chunk),
+                    Face.model_name == model_name,
+                )
+            )
+            found.update(((subject_id, sha), face_id) for subject_id, sha, face_id in rows)
+    return found
+
+
+def _face_row(
+    template: NewTemplate,
+    data: bytes,
+    collection_id: int,
+    subject_id: int,
+    model_name: str,
+    model_version: str,
+) -> dict[str, Any]:
+    """The ``faces`` row ``add_face`` writes (``public_id``, ``created_at``: the column defaults)."""
+    x1, y1, x2, y2 = template.box
+    crop = template.crop
+    return {
+        "collection_id": collection_id,
+        "subject_id": subject_id,
+        "embedding": data,
+        "embedding_dim": len(data) // 4,
+        "model_name": model_name,
+        "model_version": model_version,
+        "box_x1": x1,
+        "box_y1": y1,
+        "box_x2": x2,
+        "box_y2": y2,
+        "det_score": template.det_score,
+        "quality": template.quality,
+        "quality_json": template.quality_json or {},
+        "image_sha256": template.image_sha256,
+        "crop": None if crop is None else crop.png,
+        "crop_kind": None if crop is None else "source",
+        "crop_landmarks": None if crop is None else crop.landmarks,
+        "crop_box": None if crop is None else crop.box,
+    }
+
+
+def _table(model: type[Face] | type[Subject]) -> Table:
+    table: Table = model.__table__  # type: ignore[assignment]
+    return table
+
+
+def _chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
 
 
 def get_face_by_public_id(session: Session, collection_id: int, public_id: str) -> Face | None:
