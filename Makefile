@@ -28,7 +28,7 @@ models: setup
 	$(BIN)/facerec models build
 
 $(TEST_STAMP): $(STAMP) requirements/peers.txt
-	$(BIN)/python -m pip install --quiet -e '.[$(FLAVOUR),test,train]'
+	$(BIN)/python -m pip install --quiet -e '.[$(FLAVOUR),test,train,milvus-lite]'
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements/peers.txt
 	touch $@
 

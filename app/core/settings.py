@@ -93,8 +93,14 @@ class Settings(BaseSettings):
     # /metrics labels the gallery gauges of this many collections (the oldest);
     # the rest are summed under collection="_other", so the series stay bounded.
     metrics_max_collections: int = Field(default=50, ge=0, le=10_000)
-    index_kind: Literal["flat", "hnsw"] = "flat"
-    # None: GPU FAISS when the installed faiss sees a GPU (flat index only).
+    # Per collection, by its size (app.index.kinds): exact flat below 200,000 templates,
+    # ivf from there; or always flat, ivf (flat until 10,000) or hnsw.
+    index_kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    # Milvus instead of FAISS in each worker (the `milvus` extra): a server's URI
+    # (http://milvus:19530) or a Milvus Lite file (data/milvus.db, one process only).
+    index_url: str | None = None
+    index_token: SecretStr | None = None
+    # None: GPU FAISS when the installed faiss sees a GPU (flat and ivf indexes).
     index_use_gpu: bool | None = None
     index_sync_interval_s: float = Field(default=0.3, gt=0.0, le=60.0)
     index_snapshot_interval_s: float = Field(default=300.0, gt=0.0)

@@ -1,12 +1,17 @@
 """The 1:N search index: FAISS over face templates, each tagged with its subject.
 
-FAISS stores the vectors under sequential labels ("slots"); two arrays map a
-slot to its face id and subject id. Removing a face tombstones its slot,
-which searches skip, because neither HNSW nor the GPU flat index can delete
-vectors; once tombstones pass ``compact_fraction`` of the slots the index is
-rebuilt from its live vectors, off the search lock. Adding a face id that is
-already present replaces it, so replaying the database's change log is
-idempotent.
+An index is a **base** FAISS index plus, once the base is memory-mapped
+from a snapshot (read-only, shared by every worker), a small exact
+**delta** of the templates added since. Slots number the base's labels
+first, then the delta's; ``app.index.slots`` maps them to face and subject
+ids. Removing a face tombstones its slot, which searches skip. The base is
+rebuilt from the live vectors (off the search lock) when tombstones pass
+``compact_fraction`` of the slots, when the delta outgrows
+``max(DELTA_MIN, merge_fraction x base)``, when the collection's size calls
+for another kind (``app.index.kinds``), or when an ivf index has grown
+``RETRAIN_GROWTH`` times past the size its centroids were trained on.
+Adding a face id that is already present replaces it, so replaying the
+database's change log is idempotent.
 
 Similarities are "higher = more alike" whatever the metric (see
 ``app.pipeline.similarity``): cosine searches inner products of unit-length
@@ -14,8 +19,8 @@ vectors, both Euclidean kinds search squared L2 between prepared vectors and
 convert it with ``l2_squared_to_similarity``.
 
 Locking: mutators serialise on ``_writer``; searches share a reader-writer
-lock that mutations of the live FAISS index take exclusively. GPU indexes are
-not safe to search from several threads, so there searches take it
+lock that mutations of the live FAISS indexes take exclusively. GPU indexes
+are not safe to search from several threads, so there searches take it
 exclusively too.
 """
 
@@ -23,34 +28,46 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast, get_args
 
 import faiss
 import numpy as np
+import numpy.typing as npt
 from numpy.typing import ArrayLike
 
 from app.core.arrays import FloatArray, IntArray
 from app.core.logging import log_event
+from app.index import ivf
 from app.index.candidates import Candidate, distinct_subjects, rank_subjects
+from app.index.faiss_build import BuildOptions, build_base, search_parts
+from app.index.inputs import checked_templates, last_occurrences, prepared_queries
+from app.index.kinds import MMAP_FLAG, IndexKind, KindSetting, kind_for, kind_threshold, new_flat
 from app.index.locks import ReadWriteLock
-from app.index.snapshot import SnapshotContents, SnapshotError, load_index_snapshot, write_snapshot
-from app.pipeline.similarity import Metric, l2_squared_to_similarity, prepare
+from app.index.slots import SlotMap
+from app.index.snapshot import (
+    SnapshotContents,
+    SnapshotError,
+    load_index_snapshot,
+    read_meta,
+    write_base,
+    write_snapshot,
+)
+from app.pipeline.similarity import Metric, prepare
 
 logger = logging.getLogger(__name__)
 
-IndexKind = Literal["flat", "hnsw"]
-
-_FAISS_METRIC = {
-    "cosine": faiss.METRIC_INNER_PRODUCT,
-    "euclidean": faiss.METRIC_L2,
-    "damped_euclidean": faiss.METRIC_L2,
-}
-
 # Vectors inserted into an HNSW index per hold of the write lock.
 HNSW_ADD_CHUNK = 512
+# The delta of a memory-mapped base is merged into a new base past this many templates
+# (or merge_fraction of the base, whichever is more).
+DELTA_MIN = 20_000
+# An ivf index is retrained once it holds this many times what it was trained on.
+RETRAIN_GROWTH = 2.0
 
 # GPU k-selection is limited (2048 in current FAISS); deeper fetches stop there.
 GPU_MAX_K = 2048
@@ -59,93 +76,113 @@ GPU_MAX_K = 2048
 Row = tuple[FloatArray, IntArray, IntArray]
 
 
-def _build_flat(dim: int, metric: Metric, hnsw_m: int, ef_construction: int) -> Any:
-    return faiss.IndexFlat(dim, _FAISS_METRIC[metric])
-
-
-def _build_hnsw(dim: int, metric: Metric, hnsw_m: int, ef_construction: int) -> Any:
-    index = faiss.IndexHNSWFlat(dim, hnsw_m, _FAISS_METRIC[metric])
-    index.hnsw.efConstruction = ef_construction
-    return index
-
-
-# kind → (builder, FAISS class a snapshot of that kind must deserialise to)
-_KINDS: dict[str, tuple[Callable[[int, Metric, int, int], Any], type]] = {
-    "flat": (_build_flat, faiss.IndexFlat),
-    "hnsw": (_build_hnsw, faiss.IndexHNSWFlat),
-}
-
-
-def _resolve_gpu(kind: str, use_gpu: bool | None) -> bool:
+def _resolve_gpu(setting: KindSetting, use_gpu: bool | None) -> bool:
     gpus = int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
     if use_gpu is None:
-        return kind == "flat" and gpus > 0
-    if use_gpu and kind != "flat":
-        raise ValueError(f"GPU search supports the flat index only, not {kind!r}")
+        return setting != "hnsw" and gpus > 0
+    if use_gpu and setting == "hnsw":
+        raise ValueError("GPU search supports the flat and ivf indexes, not 'hnsw'")
     if use_gpu and gpus == 0:
         raise ValueError("use_gpu=True but the installed faiss sees no GPU")
     return use_gpu
 
 
-def _last_occurrences(ids: IntArray) -> IntArray:
-    """Positions of the last occurrence of each id, in input order (the last add wins)."""
-    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
-    return np.sort(len(ids) - 1 - first_in_reversed)
-
-
 class FaceIndex:
     """Face templates searchable by similarity, with face → subject ids.
 
-    ``applied_seq`` is the database change counter the content reflects; the
-    caller sets it after applying changes (see ``app.index.replay``).
+    ``kind`` is the setting (``app.index.kinds``); ``self.kind`` is what the
+    base is built as now. ``applied_seq`` is the database change counter the
+    content reflects; the caller sets it after applying changes (see
+    ``app.index.replay``).
     """
 
     def __init__(
         self,
         dim: int,
         metric: Metric,
-        kind: IndexKind = "flat",
+        kind: KindSetting = "flat",
         *,
         use_gpu: bool | None = None,
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 64,
         compact_fraction: float = 0.2,
+        merge_fraction: float = 0.1,
     ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
         if metric not in get_args(Metric):
             raise ValueError(f"unknown metric {metric!r}")
-        if kind not in _KINDS:
-            raise ValueError(f"unknown index kind {kind!r}; expected one of {sorted(_KINDS)}")
+        if kind not in get_args(KindSetting):
+            raise ValueError(f"unknown index kind {kind!r}; expected one of {get_args(KindSetting)}")
         if not 0.0 < compact_fraction < 1.0:
             raise ValueError("compact_fraction must be in (0, 1)")
         self.dim = dim
         self.metric: Metric = metric
-        self.kind: IndexKind = kind
+        self.setting: KindSetting = kind
+        self.kind: IndexKind = kind_for(kind, 0)
         self.on_gpu = _resolve_gpu(kind, use_gpu)
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.compact_fraction = compact_fraction
+        self.merge_fraction = merge_fraction
         self.applied_seq = 0
+        self.ivf: ivf.IvfTuning | None = None
         self._writer = threading.Lock()
         self._rw = ReadWriteLock()
-        self._index: Any = self._to_device(self._new_cpu_index())
+        self._options = BuildOptions(metric, hnsw_m, ef_construction)
+        self._base: Any = self._to_device(
+            build_base(self.kind, np.empty((0, dim), np.float32), self._options)[0]
+        )
+        self._base_slots = 0
+        self._base_file: str | None = None  # the snapshot base file holding exactly this base
+        self._mapped = False  # the base is that file, memory-mapped read-only: adds go to the delta
+        self._delta: Any | None = None  # exact index of what was added after a mapped base
         self._slot_face: IntArray = np.empty(0, dtype=np.int64)  # (S,) -1 where removed
         self._slot_subject: IntArray = np.empty(0, dtype=np.int64)  # (S,)
-        self._slot_of: dict[int, int] = {}  # live face id → slot
+        self._slots = SlotMap(self._slot_face)
         self._dead = 0
+
+    @classmethod
+    def build(
+        cls,
+        dim: int,
+        metric: Metric,
+        kind: KindSetting,
+        face_ids: ArrayLike,
+        subject_ids: ArrayLike,
+        embeddings: ArrayLike,
+        *,
+        use_gpu: bool | None = None,
+    ) -> FaceIndex:
+        """An index of these templates at once, built as the kind their number calls for (ivf trained)."""
+        index = cls(dim, metric, kind, use_gpu=use_gpu)
+        ids, subjects, vectors = checked_templates(face_ids, subject_ids, embeddings, dim)
+        keep = last_occurrences(ids)
+        with index._writer:
+            index._rebuild_from(ids[keep], subjects[keep], prepare(vectors[keep], metric), "build")
+        return index
 
     # ----- content -------------------------------------------------------
 
     @property
     def ntotal(self) -> int:
         """Number of live templates."""
-        return len(self._slot_of)
+        return self._slots.live
 
     def __len__(self) -> int:
         return self.ntotal
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the base is a memory-mapped snapshot file (shared with other processes)."""
+        return self._mapped
+
+    @property
+    def base_file(self) -> str | None:
+        """The snapshot base file that holds this base, None when it has changed since one was written."""
+        return self._base_file
 
     def face_ids(self) -> IntArray:
         """The live face ids, ascending."""
@@ -154,43 +191,27 @@ class FaceIndex:
 
     def subject_of(self, face_id: int) -> int | None:
         with self._rw.read():
-            slot = self._slot_of.get(int(face_id))
+            slot = self._slots.find(int(face_id), self._slot_face)
             return None if slot is None else int(self._slot_subject[slot])
 
     def add(self, face_ids: ArrayLike, subject_ids: ArrayLike, embeddings: ArrayLike) -> None:
         """Add (N,) face ids with (N,) subject ids and (N, D) embeddings; a present id is replaced."""
-        ids = np.asarray(face_ids, dtype=np.int64).reshape(-1)
-        subjects = np.asarray(subject_ids, dtype=np.int64).reshape(-1)
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape != (len(ids), self.dim) or len(subjects) != len(ids):
-            raise ValueError(
-                f"expected N ids, N subjects and (N, {self.dim}) embeddings; got {len(ids)}, "
-                f"{len(subjects)} and {vectors.shape}"
-            )
-        if (ids < 0).any():
-            raise ValueError("face ids must be non-negative")
-        if not np.isfinite(vectors).all():
-            raise ValueError("embeddings must be finite")
+        ids, subjects, vectors = checked_templates(face_ids, subject_ids, embeddings, self.dim)
         if ids.size == 0:
             return
-        keep = _last_occurrences(ids)
+        keep = last_occurrences(ids)
         ids, subjects = ids[keep], subjects[keep]
         prepared = np.ascontiguousarray(prepare(vectors[keep], self.metric))  # (N', D)
         # HNSW inserts are slow (graph search per vector): release the lock between
         # chunks so a bulk enrolment does not stall searches for seconds.
-        chunk = HNSW_ADD_CHUNK if self.kind == "hnsw" else len(ids)
+        chunk = HNSW_ADD_CHUNK if self.kind == "hnsw" and not self._mapped else len(ids)
         with self._writer:
             for begin in range(0, len(ids), chunk):
                 part = slice(begin, begin + chunk)
                 with self._rw.write():
                     self._tombstone(ids[part])
-                    start = len(self._slot_face)
-                    self._index.add(prepared[part])
-                    self._slot_face = np.concatenate([self._slot_face, ids[part]])
-                    self._slot_subject = np.concatenate([self._slot_subject, subjects[part]])
-                    new_slots = range(start, len(self._slot_face))
-                    self._slot_of.update(zip(ids[part].tolist(), new_slots, strict=True))
-            self._compact_if_needed()
+                    self._append(ids[part], subjects[part], prepared[part])
+            self._maintain()
 
     def remove(self, face_ids: ArrayLike) -> int:
         """Remove face ids; unknown ids are ignored. Returns how many were present."""
@@ -199,7 +220,7 @@ class FaceIndex:
             with self._rw.write():
                 removed = self._tombstone(ids)
             if removed:
-                self._compact_if_needed()
+                self._maintain()
         return removed
 
     # ----- search --------------------------------------------------------
@@ -214,7 +235,7 @@ class FaceIndex:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        prepared = self._prepared_queries(queries)
+        prepared = prepared_queries(queries, self.dim, self.metric)
         with self._search_guard():
             rows = self._fetch(
                 prepared, k + 16, exclude_face_ids, lambda faces, _: int((faces >= 0).sum()) >= k
@@ -234,11 +255,11 @@ class FaceIndex:
 
         Subjects own several templates, so templates are over-fetched (k
         doubling from ``4 * top_n + 16``) until ``top_n`` subjects appear or the
-        whole index has been searched.
+        search has nothing more to give.
         """
         if top_n < 1:
             raise ValueError(f"top_n must be at least 1, got {top_n}")
-        prepared = self._prepared_queries(queries)
+        prepared = prepared_queries(queries, self.dim, self.metric)
         with self._search_guard():
             rows = self._fetch(
                 prepared,
@@ -251,22 +272,43 @@ class FaceIndex:
     # ----- snapshots -----------------------------------------------------
 
     def save(self, path: Path, applied_seq: int | None = None) -> None:
-        """Write an atomic snapshot; ``applied_seq`` defaults to the index's own."""
+        """Write the snapshot at ``path`` (``app.index.snapshot``); ``applied_seq`` defaults to the index's.
+
+        A base not yet on disk is written first; afterwards this process maps
+        it too (unless on a GPU), so its memory is the page cache's.
+        """
         seq = self.applied_seq if applied_seq is None else applied_seq
         with self._writer:
+            base_file = self._base_file
+            if base_file is None:
+                with self._search_guard():
+                    base_file = write_base(path, self._cpu_base())
             with self._search_guard():
-                index_bytes = faiss.serialize_index(self._cpu_index())
-            meta = {
-                "dim": self.dim,
-                "metric": self.metric,
-                "kind": self.kind,
-                "applied_seq": int(seq),
-                "hnsw_m": self.hnsw_m,
-                "ef_construction": self.ef_construction,
-                "ef_search": self.ef_search,
-            }
-            slot_face, slot_subject = self._slot_face.copy(), self._slot_subject.copy()
-        write_snapshot(path, SnapshotContents(meta, index_bytes, slot_face, slot_subject))
+                delta = self._delta_vectors()
+                contents = SnapshotContents(
+                    self._meta(seq, base_file), self._slot_face.copy(), self._slot_subject.copy(), delta
+                )
+            write_snapshot(path, contents)
+            if self._base_file is None and not self.on_gpu:
+                mapped = faiss.read_index(str(path.with_name(base_file)), MMAP_FLAG[self.kind])
+                with self._rw.write():
+                    self._base, self._mapped = mapped, True
+            self._base_file = base_file
+
+    def _meta(self, seq: int, base_file: str) -> dict[str, Any]:
+        return {
+            "dim": self.dim,
+            "metric": self.metric,
+            "setting": self.setting,
+            "kind": self.kind,
+            "applied_seq": int(seq),
+            "base_file": base_file,
+            "base_slots": self._base_slots,
+            "hnsw_m": self.hnsw_m,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
+            "ivf": None if self.ivf is None else asdict(self.ivf),
+        }
 
     @classmethod
     def load(
@@ -274,96 +316,153 @@ class FaceIndex:
         path: Path,
         expected_dim: int,
         metric: Metric,
-        kind: IndexKind | None = None,
+        kind: KindSetting | None = None,
         *,
         use_gpu: bool | None = None,
     ) -> FaceIndex | None:
-        """The snapshot at ``path``, or None when it is missing, unreadable or for another model/kind.
+        """The snapshot at ``path``, or None when it is missing, unreadable or for another model/setting.
 
         Never raises on a bad file: the caller then rebuilds from the database.
         """
         if not path.exists():
             log_event(logger, "index_snapshot_missing", path=path)
             return None
-        expected = {name: faiss_class for name, (_, faiss_class) in _KINDS.items() if kind in (None, name)}
         try:
-            loaded = load_index_snapshot(path, expected_dim, metric, _FAISS_METRIC[metric], expected)
+            stored = read_meta(path).get("setting") if kind is None else kind
+            if stored not in get_args(KindSetting):
+                raise SnapshotError(f"unknown index setting {stored!r}")
+            setting = cast(KindSetting, stored)
+            on_gpu = _resolve_gpu(setting, use_gpu)
+            loaded = load_index_snapshot(path, expected_dim, metric, setting, mmap=not on_gpu)
         except SnapshotError as error:
             log_event(logger, "index_snapshot_rejected", logging.WARNING, path=path, reason=error)
             return None
-        built_as = cast(IndexKind, loaded.kind)  # one of ``expected``'s keys, so of _KINDS'
-        index = cls(expected_dim, metric, built_as, use_gpu=use_gpu, **loaded.options)
-        index._install(loaded.cpu_index, loaded.slot_face_ids, loaded.slot_subject_ids)
+        index = cls(expected_dim, metric, setting, use_gpu=on_gpu, **loaded.options)
+        index.kind = loaded.kind  # type: ignore[assignment]  # checked against kinds.FAISS_CLASS
+        index.ivf = None if loaded.ivf is None else ivf.IvfTuning(**loaded.ivf)
         index.applied_seq = loaded.applied_seq
+        with index._writer, index._rw.write():
+            index._base = index._to_device(loaded.base)
+            index._base_slots = int(loaded.base.ntotal)
+            index._base_file, index._mapped = loaded.base_file, loaded.mapped
+            index._slot_face, index._slot_subject = loaded.slot_face_ids, loaded.slot_subject_ids
+            if len(loaded.delta_vectors):
+                index._delta = new_flat(expected_dim, metric)
+                index._delta.add(np.ascontiguousarray(loaded.delta_vectors))
+            index._slots = SlotMap(index._slot_face)
+            index._dead = len(index._slot_face) - index._slots.live
         return index
 
     # ----- internals -----------------------------------------------------
 
-    def _new_cpu_index(self) -> Any:
-        build, _ = _KINDS[self.kind]
-        return build(self.dim, self.metric, self.hnsw_m, self.ef_construction)
-
     def _to_device(self, cpu_index: Any) -> Any:
         return faiss.index_cpu_to_all_gpus(cpu_index) if self.on_gpu else cpu_index
 
-    def _cpu_index(self) -> Any:
-        return faiss.index_gpu_to_cpu(self._index) if self.on_gpu else self._index
+    def _cpu_base(self) -> Any:
+        return faiss.index_gpu_to_cpu(self._base) if self.on_gpu else self._base
 
     def _search_guard(self) -> AbstractContextManager[None]:
-        """Shared access to the FAISS index for reading; exclusive on GPU."""
+        """Shared access to the FAISS indexes for reading; exclusive on GPU."""
         return self._rw.write() if self.on_gpu else self._rw.read()
 
-    def _install(self, cpu_index: Any, slot_face: IntArray, slot_subject: IntArray) -> None:
-        with self._writer, self._rw.write():
-            self._index = self._to_device(cpu_index)
-            self._slot_face = slot_face
-            self._slot_subject = slot_subject
-            live = np.flatnonzero(slot_face >= 0)
-            self._slot_of = dict(zip(slot_face[live].tolist(), live.tolist(), strict=True))
-            self._dead = len(slot_face) - len(live)
+    def _append(self, ids: IntArray, subjects: IntArray, prepared: FloatArray) -> None:
+        """New slots for absent ``ids``; the caller holds the write lock."""
+        start = len(self._slot_face)
+        if self._mapped:
+            if self._delta is None:
+                self._delta = new_flat(self.dim, self.metric)
+            self._delta.add(prepared)
+        else:
+            self._base.add(prepared)
+            self._base_slots += len(ids)
+            self._base_file = None
+        self._slot_face = np.concatenate([self._slot_face, ids])
+        self._slot_subject = np.concatenate([self._slot_subject, subjects])
+        self._slots.place(ids, start)
 
     def _tombstone(self, ids: IntArray) -> int:
         """Mark the slots of ``ids`` removed; the caller holds the write lock."""
         removed = 0
         for face_id in ids.tolist():
-            slot = self._slot_of.pop(face_id, None)
+            slot = self._slots.take(face_id, self._slot_face)
             if slot is not None:
                 self._slot_face[slot] = -1
                 removed += 1
         self._dead += removed
         return removed
 
-    def _compact_if_needed(self) -> None:
-        """Rebuild from live vectors once tombstones pass the threshold; the caller holds ``_writer``.
+    def _delta_vectors(self) -> FloatArray:
+        if self._delta is None or self._delta.ntotal == 0:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.asarray(self._delta.reconstruct_n(0, self._delta.ntotal), dtype=np.float32)
 
-        The new index is built while searches keep using the old one, then
-        swapped in under the write lock, so an HNSW rebuild does not stall them.
+    def _rebuild_reason(self) -> str | None:
+        slots, live = len(self._slot_face), self._slots.live
+        if self._dead and self._dead > self.compact_fraction * slots:
+            return "tombstones"
+        delta = 0 if self._delta is None else int(self._delta.ntotal)
+        if delta > max(DELTA_MIN, self.merge_fraction * self._base_slots):
+            return "delta"
+        wanted = kind_for(self.setting, live)
+        if wanted != self.kind and (wanted == "ivf" or live < 0.5 * kind_threshold(self.setting)):
+            return "kind"
+        if self.ivf is not None and live > RETRAIN_GROWTH * self.ivf.trained_on:
+            return "growth"
+        return None
+
+    def _maintain(self) -> None:
+        """Rebuild the base from the live vectors when it is due; the caller holds ``_writer``.
+
+        The new base is built while searches keep using the old one, then
+        swapped in under the write lock, so a rebuild does not stall them.
         """
-        slots = len(self._slot_face)
-        if self._dead == 0 or self._dead <= self.compact_fraction * slots:
+        reason = self._rebuild_reason()
+        if reason is None:
             return
         live = np.flatnonzero(self._slot_face >= 0)  # (L,)
-        fresh = self._new_cpu_index()
-        if live.size:
-            with self._search_guard():
-                vectors = self._cpu_index().reconstruct_batch(live)  # (L, D)
-            fresh.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        fresh = self._to_device(fresh)
-        slot_face, slot_subject = self._slot_face[live], self._slot_subject[live]
-        with self._rw.write():
-            self._index = fresh
-            self._slot_face, self._slot_subject = slot_face, slot_subject
-            self._slot_of = dict(zip(slot_face.tolist(), range(len(live)), strict=True))
-            self._dead = 0
-        log_event(logger, "index_compacted", kind=self.kind, slots_before=slots, live=int(live.size))
+        with self._search_guard():
+            vectors = self._vectors_of(live)
+        self._rebuild_from(self._slot_face[live], self._slot_subject[live], vectors, reason)
 
-    def _prepared_queries(self, queries: ArrayLike) -> FloatArray:
-        q = np.asarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise ValueError(f"queries must be (Q, {self.dim}), got {q.shape}")
-        if not np.isfinite(q).all():
-            raise ValueError("queries must be finite")
-        return np.ascontiguousarray(prepare(q, self.metric))  # (Q, D)
+    def _vectors_of(self, slots: IntArray) -> FloatArray:
+        """The stored (prepared) vectors of ``slots``, (L, D)."""
+        in_base = slots[slots < self._base_slots]
+        parts = []
+        if in_base.size:
+            parts.append(np.asarray(self._cpu_base().reconstruct_batch(in_base), dtype=np.float32))
+        in_delta = slots[slots >= self._base_slots] - self._base_slots
+        if in_delta.size and self._delta is not None:
+            parts.append(np.asarray(self._delta.reconstruct_batch(in_delta), dtype=np.float32))
+        return np.concatenate(parts) if parts else np.empty((0, self.dim), dtype=np.float32)
+
+    def _rebuild_from(self, ids: IntArray, subjects: IntArray, prepared: FloatArray, reason: str) -> None:
+        """A new base of exactly these templates, swapped in; the caller holds ``_writer``."""
+        started = time.perf_counter()
+        kind = kind_for(self.setting, len(ids))
+        centroids = None
+        if kind == "ivf" and self.kind == "ivf" and reason in ("tombstones", "delta"):
+            with self._search_guard():
+                centroids = ivf.centroids_of(self._cpu_base())
+        fresh, tuning = build_base(kind, prepared, self._options, centroids, self.ivf)
+        fresh = self._to_device(fresh)
+        with self._rw.write():
+            slots_before = len(self._slot_face)
+            self._base, self._base_slots, self._delta = fresh, len(ids), None
+            self._base_file, self._mapped = None, False
+            self.kind, self.ivf = kind, tuning
+            self._slot_face, self._slot_subject = ids.copy(), subjects.copy()
+            self._slots = SlotMap(self._slot_face)
+            self._dead = 0
+        log_event(
+            logger,
+            "index_rebuilt",
+            reason=reason,
+            kind=kind,
+            slots_before=slots_before,
+            live=len(ids),
+            nprobe=None if tuning is None else tuning.nprobe,
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
     def _fetch(
         self,
@@ -372,7 +471,7 @@ class FaceIndex:
         exclude_face_ids: Collection[int] | None,
         enough: Callable[[IntArray, IntArray], bool],
     ) -> list[Row]:
-        """Search (Q, D) queries, doubling k until ``enough(faces, subjects)`` or k covers every slot."""
+        """Search (Q, D) queries, doubling k until ``enough(faces, subjects)`` or nothing more is found."""
         limit = min(len(self._slot_face), GPU_MAX_K) if self.on_gpu else len(self._slot_face)
         empty: Row = (np.empty(0, np.float32), np.empty(0, np.int64), np.empty(0, np.int64))
         rows = [empty] * len(queries)
@@ -382,10 +481,10 @@ class FaceIndex:
         pending = np.arange(len(queries))
         k = min(start_k, limit)
         while pending.size:
-            similarities, faces, subjects = self._search_slots(queries[pending], k, excluded)  # (P, k)
+            similarities, faces, subjects, exhausted = self._search_slots(queries[pending], k, excluded)
             unfinished = []
             for row, query in enumerate(pending.tolist()):
-                if k == limit or enough(faces[row], subjects[row]):
+                if k == limit or exhausted[row] or enough(faces[row], subjects[row]):
                     rows[query] = (similarities[row], faces[row], subjects[row])
                 else:
                     unfinished.append(query)
@@ -395,23 +494,26 @@ class FaceIndex:
 
     def _search_slots(
         self, queries: FloatArray, k: int, excluded: IntArray | None
-    ) -> tuple[FloatArray, IntArray, IntArray]:
-        """One FAISS search → similarities, face ids, subject ids, each (Q, k); id -1 where not live."""
+    ) -> tuple[FloatArray, IntArray, IntArray, npt.NDArray[np.bool_]]:
+        """One search of base and delta → similarities, face ids, subject ids (Q, k), and exhausted (Q,).
+
+        Ids are -1 where not live; a row is exhausted when the search found
+        fewer than k slots (asking for more would find nothing new).
+        """
         params = None
         if self.kind == "hnsw":
             # Per-call parameters: setting index.hnsw.efSearch would race between threads.
             # (SearchParametersHNSW is missing from faiss's type stubs.)
             params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))  # type: ignore[attr-defined]
-        distances, labels = self._index.search(queries, k, params=params)  # (Q, k) each
-        if self.metric == "cosine":
-            similarities = np.asarray(distances, dtype=np.float32)
-        else:
-            similarities = l2_squared_to_similarity(distances)
+        similarities, labels = search_parts(
+            self._base, self._delta, self._base_slots, queries, k, self.metric, params
+        )
         found = labels >= 0
+        exhausted: npt.NDArray[np.bool_] = np.logical_not(found.all(axis=1))
         slots = np.where(found, labels, 0)
         faces = np.where(found, self._slot_face[slots], -1)
         subjects = np.where(found, self._slot_subject[slots], -1)
         if excluded is not None:
             faces[np.isin(faces, excluded)] = -1
         similarities[faces < 0] = -np.inf
-        return similarities, faces, subjects
+        return similarities, faces.astype(np.int64), subjects.astype(np.int64), exhausted

@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple, cast
 import numpy as np
 
 from app.core.arrays import FloatArray
-from app.index.faiss_index import FaceIndex
+from app.index.interface import SearchIndex
 
 ChangeOp = Literal["add", "remove"]
 
@@ -31,7 +31,7 @@ class IndexChange(NamedTuple):
 
 
 def apply_changes(
-    index: FaceIndex, changes: Iterable[tuple[int, str, int, int | None, FloatArray | None]]
+    index: SearchIndex, changes: Iterable[tuple[int, str, int, int | None, FloatArray | None]]
 ) -> int:
     """Apply changes in order, skipping those at or below ``index.applied_seq``; returns the new seq.
 

@@ -9,6 +9,12 @@ changes made by any other within a second. A request that writes replays
 right after its commit (``catch_up``) so its own worker answers with the
 change at once, and a search excludes faces removed since the last replay.
 
+A snapshot older than the collection's last change is loaded too, and the
+changes it lacks replayed onto it; only a drop or a move after it forces a
+rebuild. One process writes snapshots (``SnapshotWriter``); the others
+memory-map each new one once it is published (``adopt_snapshots``), so a
+large base is in memory once however many workers serve it.
+
 Each collection's index is in its model's embedding space (size and
 metric, from the model's manifest); a collection whose model is not
 installed here is not indexed. A collection moved to another model logs a
@@ -23,7 +29,6 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,33 +36,24 @@ from sqlalchemy.orm import Session
 
 from app.core.logging import log_event
 from app.core.settings import Settings
-from app.db.changes import changes_since, current_change_seq
+from app.db.changes import changes_since, collection_changes_between, current_change_seq
 from app.db.collections import all_collections, collection_models, get_collection_by_id
 from app.db.faces import iter_embedding_batches, load_embeddings
 from app.db.models import ChangeLog
-from app.index import Candidate, FaceIndex, apply_changes
-from app.pipeline.similarity import Metric
-from app.services.index_snapshots import SnapshotFolder
+from app.index import Candidate, FaceIndex, SearchIndex, apply_changes
+from app.services.index_engines import EmbeddingSpace, IndexEngine, SpaceOf, engine_for
+from app.services.index_sharing import ADOPT_INTERVAL_S, SnapshotSharing
+from app.services.index_snapshots import SnapshotFolder, SnapshotWriter
 
 logger = logging.getLogger(__name__)
 
 # Changes read per query while catching up, so a long backlog is not one huge result.
 REPLAY_BATCH = 5_000
+# A stored index this many changes behind the database is rebuilt rather than replayed.
+REPLAY_AT_MOST = 100_000
 
 
-@dataclass(frozen=True)
-class EmbeddingSpace:
-    """What an index needs to know of a model."""
-
-    dim: int
-    metric: Metric
-
-
-# A model's space, or None when the model is not installed in this process.
-SpaceOf = Callable[[str], EmbeddingSpace | None]
-
-
-class IndexFollower:
+class IndexFollower(SnapshotSharing):
     """Owns this process's index of every collection and replays the log onto them."""
 
     def __init__(
@@ -69,7 +65,8 @@ class IndexFollower:
         self._kind, self._use_gpu = settings.index_kind, settings.index_use_gpu
         self._interval = settings.index_sync_interval_s
         self._snapshot_interval = settings.index_snapshot_interval_s
-        self._indexes: dict[int, FaceIndex] = {}  # collection id → its index
+        self._engine: IndexEngine = engine_for(settings, database_url)
+        self._indexes: dict[int, SearchIndex] = {}  # collection id → its index
         self._models: dict[int, str] = {}  # collection id → the model its index holds
         self._foreign: set[int] = set()  # collections whose model is not installed: never indexed here
         # Per collection: the seq of its newest change applied here, and the seq its snapshot holds.
@@ -77,6 +74,7 @@ class IndexFollower:
         self._saved_at: dict[int, int] = {}
         self._indexes_lock = threading.Lock()
         self._replay_lock = threading.Lock()
+        self._writer = SnapshotWriter(settings, database_url)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.applied_seq = 0  # every index holds every change up to here
@@ -85,6 +83,11 @@ class IndexFollower:
     def space_of(self, model_name: str) -> EmbeddingSpace | None:
         """The model's embedding size and metric; None when it is not installed."""
         return self._spaces(model_name)
+
+    @property
+    def engine(self) -> IndexEngine:
+        """Where the indexes are kept (FAISS snapshots here, or Milvus)."""
+        return self._engine
 
     def snapshots(self, model_name: str) -> SnapshotFolder:
         """Where the snapshots of collections of ``model_name`` are kept."""
@@ -99,31 +102,41 @@ class IndexFollower:
         database_url: str,
         spaces: SpaceOf,
     ) -> IndexFollower:
-        """Each collection from its snapshot when still current, else rebuilt; then catch up."""
+        """Each collection from its snapshot (with the changes it lacks), else rebuilt; then catch up."""
         started = time.perf_counter()
         follower = cls(session_factory, settings, database_url, spaces)
+        if not follower._engine.shared:
+            follower._writer.try_acquire()
         loaded = rebuilt = 0
         # One transaction, its change seq read first: on PostgreSQL the rebuilds may also
         # see later commits, which catch_up then replays idempotently.
         with session_factory() as session:
             seq = current_change_seq(session)
             collections = all_collections(session)
+            engine = follower._engine
             # A deleted collection's embeddings go, and so do those of a collection moved to another model.
-            SnapshotFolder.remove_stale(settings, database_url, {(c.id, c.model_name) for c in collections})
+            engine.forget_all_but({(c.id, c.model_name) for c in collections})
             for collection in collections:
                 space = spaces(collection.model_name)
                 if space is None:
                     follower._foreign.add(collection.id)
                     continue
-                snapshots = follower.snapshots(collection.model_name)
-                index = snapshots.load(
-                    collection.id, space.dim, space.metric, settings.index_kind, settings.index_use_gpu
-                )
-                if index is not None and collection.change_seq <= index.applied_seq <= seq:
-                    follower._saved_at[collection.id] = index.applied_seq
+                with engine.guard(session):
+                    index = engine.open(collection.id, collection.model_name, space.dim, space.metric)
+                    saved = 0 if index is None else index.applied_seq
+                    filled = index is not None and follower._fill_in(
+                        session, collection.id, collection.model_name, index, seq
+                    )
+                    if index is not None and filled:
+                        engine.persist(index)
+                    else:
+                        index = follower._rebuilt(session, collection.id, collection.model_name, space, seq)
+                if filled:
+                    follower._saved_at[collection.id] = saved
+                    if collection.change_seq > saved:
+                        follower._changed_at[collection.id] = seq
                     loaded += 1
                 else:
-                    index = follower._rebuilt(session, collection.id, collection.model_name, space)
                     follower._changed_at[collection.id] = seq  # worth a snapshot for the next start
                     rebuilt += 1
                 follower._indexes[collection.id] = index
@@ -138,19 +151,56 @@ class IndexFollower:
             rebuilt=rebuilt,
             templates=follower.ntotal,
             applied_seq=follower.applied_seq,
+            engine="milvus" if follower._engine.shared else "faiss",
             kind=settings.index_kind,
+            snapshot_writer=follower._writer.held,
             seconds=round(time.perf_counter() - started, 3),
         )
         return follower
 
+    def _fill_in(
+        self, session: Session, collection_id: int, model_name: str, index: SearchIndex, upto: int
+    ) -> bool:
+        """Replay onto a stored index (a snapshot, a Milvus collection) the collection's changes after it.
+
+        False when it is of no use: the collection was dropped or moved to
+        another model after it, it is more than ``REPLAY_AT_MOST`` changes
+        behind, or (a snapshot) it is ahead of ``upto``. A shared index ahead
+        of ``upto`` was brought there by another process: it is current.
+        """
+        if index.applied_seq > upto:
+            return self._engine.shared
+        changes = collection_changes_between(
+            session, collection_id, index.applied_seq, upto, limit=REPLAY_AT_MOST + 1
+        )
+        if len(changes) > REPLAY_AT_MOST or any(change.op in ("drop", "rebuild") for change in changes):
+            return False
+        added = [c.face_id for c in changes if c.op == "add" and c.face_id is not None]
+        batch = load_embeddings(session, added, model_name)
+        vectors = {} if batch is None else dict(zip(batch.face_ids.tolist(), batch.vectors, strict=True))
+        apply_changes(
+            index,
+            [
+                (c.seq, c.op, c.face_id, c.subject_id, vectors.get(c.face_id))
+                for c in changes
+                if c.face_id is not None
+            ],
+        )
+        index.applied_seq = upto
+        return True
+
     def _rebuilt(
-        self, session: Session, collection_id: int, model_name: str, space: EmbeddingSpace
-    ) -> FaceIndex:
-        """A new index of the collection's templates as the database holds them now."""
-        index = self._new_index(space)
-        for batch in iter_embedding_batches(session, collection_id, model_name):
-            index.add(batch.face_ids, batch.subject_ids, batch.vectors)
-        return index
+        self,
+        session: Session,
+        collection_id: int,
+        model_name: str,
+        space: EmbeddingSpace,
+        seq: int | None = None,
+    ) -> SearchIndex:
+        """A new index of the collection's templates as the database holds them now, at ``seq``."""
+        batches = iter_embedding_batches(session, collection_id, model_name)
+        at = self.applied_seq if seq is None else seq
+        return self._engine.build(collection_id, space.dim, space.metric, batches, at)
 
     # ----- what searches see ---------------------------------------------
 
@@ -164,7 +214,7 @@ class IndexFollower:
         with self._indexes_lock:
             return {cid: index.ntotal for cid, index in self._indexes.items()}
 
-    def index_of(self, collection_id: int) -> FaceIndex:
+    def index_of(self, collection_id: int) -> SearchIndex:
         """The collection's index; an empty one for a collection with no template replayed yet."""
         with self._indexes_lock:
             index = self._indexes.get(collection_id)
@@ -179,7 +229,7 @@ class IndexFollower:
                 space = None if model is None else self._spaces(model)
                 if space is None:
                     raise LookupError(f"collection {collection_id} has no model installed here")
-                index = self._indexes[collection_id] = self._new_index(space)
+                index = self._indexes[collection_id] = self._new_index(collection_id, space)
             return index
 
     def search_subjects(
@@ -216,7 +266,7 @@ class IndexFollower:
 
     def catch_up(self) -> int:
         """Replay every change after ``applied_seq``; returns the new seq. Safe from any thread."""
-        with self._replay_lock, self._session_factory() as session:
+        with self._replay_lock, self._session_factory() as session, self._engine.guard(session):
             while True:
                 changes = changes_since(session, self.applied_seq, limit=REPLAY_BATCH)
                 if not changes:
@@ -229,13 +279,25 @@ class IndexFollower:
             return self.applied_seq
 
     def _replay(self, session: Session, changes: Sequence[ChangeLog]) -> None:
-        """One batch of the log, each collection's run of it into its own index, in log order."""
+        """One batch of the log, each collection's run of it into its own index, in log order.
+
+        A shared index first reads back how far it is (another process may
+        have replayed these changes already) and skips what it holds.
+        """
         by_collection: dict[int, list[ChangeLog]] = defaultdict(list)
         for change in changes:
             by_collection[change.collection_id].append(change)
         self._learn_models(session, by_collection.keys())
+        if self._engine.shared:
+            for collection_id, run in list(by_collection.items()):
+                shared = self._indexes.get(collection_id)
+                if shared is not None:
+                    self._engine.refresh(shared)
+                    by_collection[collection_id] = [c for c in run if c.seq > shared.applied_seq]
         vectors = self._added_vectors(session, by_collection)
         for collection_id, run in by_collection.items():
+            if not run:
+                continue
             dropped = max((c.seq for c in run if c.op == "drop"), default=None)
             if dropped is not None:
                 self._drop(collection_id)
@@ -243,15 +305,17 @@ class IndexFollower:
             rebuilt = max((c.seq for c in run if c.op == "rebuild"), default=None)
             if rebuilt is not None:
                 self._rebuild(session, collection_id, rebuilt)
-                run = [c for c in run if c.seq > rebuilt]
-            if collection_id in self._foreign or not run:
+            if collection_id in self._foreign:
                 continue
             replayed = []
             for change in run:
-                if change.face_id is not None:
+                if change.face_id is not None and (rebuilt is None or change.seq > rebuilt):
                     embedding = vectors.get(change.face_id)
                     replayed.append((change.seq, change.op, change.face_id, change.subject_id, embedding))
-            apply_changes(self.index_of(collection_id), replayed)
+            index = self.index_of(collection_id)
+            apply_changes(index, replayed)
+            index.applied_seq = max(index.applied_seq, run[-1].seq)
+            self._engine.persist(index)
             self._changed_at[collection_id] = run[-1].seq
 
     def _added_vectors(self, session: Session, by_collection: dict[int, list[ChangeLog]]) -> dict[int, Any]:
@@ -273,7 +337,7 @@ class IndexFollower:
         collection = get_collection_by_id(session, collection_id)
         old_model = self._models.get(collection_id)
         if old_model is not None:
-            self.snapshots(old_model).remove(collection_id)
+            self._engine.forget(collection_id, old_model)
         if collection is None:
             self._drop(collection_id)
             return
@@ -285,8 +349,7 @@ class IndexFollower:
                 self._indexes.pop(collection_id, None)
             self._foreign.add(collection_id)
             return
-        index = self._rebuilt(session, collection_id, collection.model_name, space)
-        index.applied_seq = seq
+        index = self._rebuilt(session, collection_id, collection.model_name, space, seq)
         with self._indexes_lock:
             self._indexes[collection_id] = index
         self._foreign.discard(collection_id)
@@ -314,7 +377,7 @@ class IndexFollower:
         self._changed_at.pop(collection_id, None)
         self._saved_at.pop(collection_id, None)
         if model is not None:
-            self.snapshots(model).remove(collection_id)
+            self._engine.forget(collection_id, model)
         log_event(logger, "index.collection_dropped", collection=collection_id)
 
     def _advance(self, seq: int) -> None:
@@ -324,9 +387,15 @@ class IndexFollower:
             for index in self._indexes.values():
                 index.applied_seq = self.applied_seq
 
-    def _new_index(self, space: EmbeddingSpace) -> FaceIndex:
-        index = FaceIndex(space.dim, space.metric, self._kind, use_gpu=self._use_gpu)
-        index.applied_seq = self.applied_seq
+    def _new_index(self, collection_id: int, space: EmbeddingSpace) -> SearchIndex:
+        """The index of a collection first met since start: empty here, or Milvus's as it stands."""
+        model = self._models.get(collection_id, "")
+        index = None
+        if self._engine.shared:
+            index = self._engine.open(collection_id, model, space.dim, space.metric)
+        if index is None:
+            index = FaceIndex(space.dim, space.metric, self._kind, use_gpu=self._use_gpu)
+            index.applied_seq = self.applied_seq
         return index
 
     # ----- the background thread and snapshots ---------------------------
@@ -336,35 +405,15 @@ class IndexFollower:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop following and leave snapshots for the next start."""
+        """Stop following and, as the snapshot writer, leave snapshots for the next start."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.save_snapshots()
-
-    def save_snapshots(self) -> None:
-        """Write the snapshot of every collection that changed since its last one.
-
-        Replays may go on meanwhile: a snapshot then holds changes newer than
-        the seq it records, which replaying again after a restart undoes
-        nothing (``apply_changes`` is idempotent), and the collection is saved
-        again next time.
-        """
-        with self._indexes_lock:
-            pending = {
-                cid: (self._indexes[cid], self._models[cid])
-                for cid, changed in list(self._changed_at.items())
-                if changed > self._saved_at.get(cid, -1) and cid in self._indexes and cid in self._models
-            }
-        for collection_id, (index, model) in pending.items():
-            holds = index.applied_seq
-            if self.snapshots(model).save(collection_id, index):
-                self._saved_at[collection_id] = holds
-        if pending:
-            log_event(logger, "index.snapshots_saved", collections=len(pending), applied_seq=self.applied_seq)
+        self._writer.release()
 
     def _run(self) -> None:
-        last_snapshot = time.monotonic()
+        last_snapshot = last_adopt = time.monotonic()
         failing = False
         while not self._stop.wait(self._interval):
             try:
@@ -378,6 +427,12 @@ class IndexFollower:
             if failing:
                 log_event(logger, "index.sync_recovered", applied_seq=self.applied_seq)
                 failing = False
-            if time.monotonic() - last_snapshot >= self._snapshot_interval:
+            now = time.monotonic()
+            if now - last_snapshot >= self._snapshot_interval:
                 self.save_snapshots()
-                last_snapshot = time.monotonic()
+                last_snapshot = now
+            elif self._writer.held:
+                self.save_snapshots(unshared_only=True)
+            elif now - last_adopt >= ADOPT_INTERVAL_S:
+                self.adopt_snapshots()
+                last_adopt = now

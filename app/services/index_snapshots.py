@@ -1,28 +1,37 @@
-"""Where each collection's index snapshot is kept: one file per collection, in a folder per database.
+"""Where each collection's index snapshot is kept, and which process writes them.
 
-The folder is named by embedding model, index kind and database, so a
+A collection's snapshot is a sidecar and its base (``app.index.snapshot``)
+in a folder named by embedding model, index setting and database, so a
 snapshot never meets another database's change seq. Snapshots hold
-embeddings: a collection's file goes when the collection does, in every
+embeddings: a collection's files go when the collection does, in every
 worker that replays the drop and, for one deleted while this process was
 down, at its next start.
+
+One process per data folder writes snapshots (``SnapshotWriter``: an
+exclusive ``flock``, released by the kernel when its holder dies); the
+other workers map what it writes, so a base is in memory once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.core.logging import log_event
 from app.core.settings import Settings
-from app.index import FaceIndex, IndexKind
+from app.index import FaceIndex, KindSetting
+from app.index.snapshot import SnapshotError, read_meta, remove_bases
 from app.pipeline.similarity import Metric
 
 logger = logging.getLogger(__name__)
 
-_FILE = re.compile(r"^collection-(\d+)\.npz$")
+# A sidecar or a base file of a collection's snapshot.
+_FILE = re.compile(r"^collection-(\d+)\.(?:npz|[0-9a-f]+\.faiss)$")
 
 
 def _suffix(settings: Settings, database_url: str) -> str:
@@ -60,10 +69,17 @@ class SnapshotFolder:
         return self.folder / f"collection-{collection_id}.npz"
 
     def load(
-        self, collection_id: int, dim: int, metric: Metric, kind: IndexKind, use_gpu: bool | None
+        self, collection_id: int, dim: int, metric: Metric, kind: KindSetting, use_gpu: bool | None
     ) -> FaceIndex | None:
         """The collection's snapshot, or None when it is missing or unusable (the caller rebuilds)."""
         return FaceIndex.load(self.path(collection_id), dim, metric, kind, use_gpu=use_gpu)
+
+    def base_file(self, collection_id: int) -> str | None:
+        """The base the collection's published snapshot names; None when there is none readable."""
+        try:
+            return str(read_meta(self.path(collection_id))["base_file"])
+        except (SnapshotError, KeyError):
+            return None
 
     def save(self, collection_id: int, index: FaceIndex) -> bool:
         """Write the snapshot atomically; False (logged) when the disk refuses."""
@@ -76,7 +92,10 @@ class SnapshotFolder:
         return True
 
     def remove(self, collection_id: int) -> None:
-        self.path(collection_id).unlink(missing_ok=True)
+        """Delete the collection's sidecar and every base of it."""
+        path = self.path(collection_id)
+        path.unlink(missing_ok=True)
+        remove_bases(path, keep=set())
 
     def remove_all_but(self, keep: set[int]) -> None:
         """Delete the snapshots of collections not in ``keep`` (deleted while this process was down)."""
@@ -87,3 +106,35 @@ class SnapshotFolder:
             if found is not None and int(found.group(1)) not in keep:
                 path.unlink(missing_ok=True)
                 log_event(logger, "index.orphan_snapshot_removed", path=path.name)
+
+
+class SnapshotWriter:
+    """The right to write this database's snapshots in this data folder: held by one process at a time."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        root = Path(settings.data_dir) / "index"
+        self._path = root / f".writer{_suffix(settings, database_url)}.lock"
+        self._descriptor: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._descriptor is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no other process holds it; True while this process holds it."""
+        if self._descriptor is not None:
+            return True
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            return False
+        self._descriptor = descriptor
+        return True
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing the descriptor releases the flock
+            self._descriptor = None

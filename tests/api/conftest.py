@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from app.core.settings import Settings
 from app.db.collections import get_collection
 from app.db.models import DEFAULT_COLLECTION
-from app.index import FaceIndex
+from app.index import SearchIndex
 from app.main import create_app
 from app.pipeline.face_pipeline import FacePipeline
 from app.services.container import Services
@@ -58,6 +58,7 @@ class ApiDatabase:
     backend: str
     url: str
     folder: Path
+    engine: str = "faiss"  # or "milvus": Milvus Lite in the module's folder
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -66,6 +67,8 @@ class ApiDatabase:
             "admin_key": ADMIN_KEY,
             "index_sync_interval_s": 0.1,
         }
+        if self.engine == "milvus":
+            values["index_url"] = str(self.folder / "milvus.db")
         values.update(overrides)
         return Settings(**values)
 
@@ -79,6 +82,25 @@ def api_database(
     folder = tmp_path_factory.mktemp(f"api-{request.param}")
     with fresh_database(request.param, folder, postgres_server) as url:
         yield ApiDatabase(request.param, url, folder)
+
+
+# The modules that run on both index engines: (database backend, engine).
+ENGINES = [("sqlite", "faiss"), ("postgresql", "faiss"), ("sqlite", "milvus"), ("postgresql", "milvus")]
+
+
+@pytest.fixture(scope="module", params=ENGINES, ids=["-".join(pair) for pair in ENGINES])
+def engine_database(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,  # noqa: F811
+) -> Iterator[ApiDatabase]:
+    """``api_database`` on each index engine: a module opts in with ``api_database = engine_database``."""
+    backend, engine = request.param
+    if engine == "milvus":
+        pytest.importorskip("milvus_lite", reason="the milvus extra is not installed")
+    folder = tmp_path_factory.mktemp(f"api-{backend}-{engine}")
+    with fresh_database(backend, folder, postgres_server) as url:
+        yield ApiDatabase(backend, url, folder, engine)
 
 
 def start_client(
@@ -114,7 +136,7 @@ def collection_id_of(client: TestClient, name: str = DEFAULT_COLLECTION) -> int:
         return collection.id
 
 
-def index_of(client: TestClient, name: str = DEFAULT_COLLECTION) -> FaceIndex:
+def index_of(client: TestClient, name: str = DEFAULT_COLLECTION) -> SearchIndex:
     """This worker's index of a collection (``default`` unless named)."""
     return services_of(client).index.index_of(collection_id_of(client, name))
 

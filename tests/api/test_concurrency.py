@@ -6,11 +6,27 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.db.models import Face
-from tests.api.conftest import ENROLL_PHOTO, PROBE_PHOTO, enroll, identify, index_of, photo, services_of
+from tests.api.conftest import (
+    ENROLL_PHOTO,
+    PROBE_PHOTO,
+    ApiDatabase,
+    enroll,
+    identify,
+    index_of,
+    photo,
+    services_of,
+)
+
+
+@pytest.fixture(scope="module")
+def api_database(engine_database: ApiDatabase) -> ApiDatabase:
+    """This module runs on FAISS and on Milvus (Lite), on SQLite and PostgreSQL."""
+    return engine_database
 
 
 def test_concurrent_writes_and_searches_keep_index_and_database_identical(client: TestClient) -> None:

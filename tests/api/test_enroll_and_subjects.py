@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -20,6 +21,13 @@ from tests.api.conftest import (
     start_client,
 )
 from tests.conftest import SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def api_database(engine_database: ApiDatabase) -> ApiDatabase:
+    """This module runs on FAISS and on Milvus (Lite), on SQLite and PostgreSQL."""
+    return engine_database
+
 
 NEGATIVE = SHARED_DATA / "negatives" / "brick.png"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

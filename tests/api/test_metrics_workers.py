@@ -7,13 +7,8 @@ opens a fresh connection, so the two workers take turns answering.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -24,41 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.core.settings import Settings
 from app.model_packs.build import build_default_pack
 from tests.api.conftest import ENROLL_PHOTO, photo
+from tests.api.served import Server, start_server, wait_until_ready
 
-FACEREC = Path(sys.executable).with_name("facerec")
 ADMIN_KEY = "test-admin-key-of-the-workers-test"
 WORKERS = 2
-# Two workers each loading the models on a shared 2-core machine; normally about ten seconds.
-START_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 60.0
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    data_dir: Path
-    log_path: Path
-
-    def log_tail(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        """SIGTERM, so each worker runs the end of its lifespan; SIGKILL to the group if it hangs."""
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -66,48 +30,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Iter
     """The real command, ready, with both workers reporting; always stopped at the end."""
     build_default_pack(settings.models_dir)  # a no-op when `make models` already built it
     folder = tmp_path_factory.mktemp("serve-workers")
-    # Nothing configured for this machine's service may leak in: the inference split is the default one.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FACEREC_", "PROMETHEUS_"))}
-    env |= {
-        "FACEREC_DATA_DIR": str(folder / "data"),
-        "FACEREC_ADMIN_KEY": ADMIN_KEY,
-        "FACEREC_DATABASE_URL": "",  # empty: SQLite in the data folder
-    }
-    port = free_port()
-    command = [
-        str(FACEREC),
-        *("--models-dir", str(settings.models_dir), "serve"),
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)),
-    ]
-    log_path = folder / "server.log"
-    with log_path.open("wb") as log:
-        # A session of its own, so a kill also reaches uvicorn's worker processes.
-        process = subprocess.Popen(
-            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    running = Server(process, f"http://127.0.0.1:{port}", folder / "data", log_path)
+    running = start_server(folder, settings.models_dir, WORKERS, {"FACEREC_ADMIN_KEY": ADMIN_KEY})
     try:
-        wait_until_serving(running)
+        wait_until_ready(running, lambda: len(worker_values(running, "uptime_seconds")) == WORKERS)
         yield running
     finally:
         running.stop()
-
-
-def wait_until_serving(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"facerec serve exited with {server.process.returncode}:\n{server.log_tail()}")
-        try:
-            if (
-                get(server, "/ready").status_code == 200
-                and len(worker_values(server, "uptime_seconds")) == WORKERS
-            ):
-                return
-        except httpx.HTTPError:
-            pass  # not listening yet
-        time.sleep(0.5)
-    pytest.fail(f"facerec serve was not serving with {WORKERS} workers in time:\n{server.log_tail()}")
 
 
 def get(server: Server, path: str) -> httpx.Response:

@@ -225,6 +225,6 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError):
         index.search_subjects(np.zeros((1, 4), dtype=np.float32), 0)
     with pytest.raises(ValueError):
-        FaceIndex(4, "cosine", "ivf")  # type: ignore[arg-type]
+        FaceIndex(4, "cosine", "annoy")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         FaceIndex(4, "cosine", "hnsw", use_gpu=True)

@@ -9,12 +9,16 @@ import pytest
 
 from app.index import FaceIndex, IndexKind
 from app.pipeline.similarity import Metric
-from tests.index.gallery import Gallery, index_of, make_gallery
+from tests.index.gallery import Gallery, assert_subjects_match, index_of, make_gallery
 
 
 @pytest.fixture(scope="module")
 def gallery() -> Gallery:
     return make_gallery(seed=1, n_faces=600, n_subjects=100, dim=64)
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
 
 
 @pytest.mark.parametrize(("metric", "kind"), [("cosine", "flat"), ("euclidean", "flat"), ("cosine", "hnsw")])
@@ -28,15 +32,44 @@ def test_round_trip_gives_identical_results(
     loaded = FaceIndex.load(path, expected_dim=64, metric=metric, kind=kind, use_gpu=False)
     assert loaded is not None
     assert loaded.applied_seq == 42 and loaded.kind == kind and len(loaded) == len(index)
+    assert loaded.mapped and index.mapped  # both now read the base from the page cache
     np.testing.assert_array_equal(loaded.face_ids(), index.face_ids())
     for got, want in zip(
         loaded.search_templates(gallery.queries, 10), index.search_templates(gallery.queries, 10), strict=True
     ):
         np.testing.assert_array_equal(got, want)
     assert loaded.search_subjects(gallery.queries, 5) == index.search_subjects(gallery.queries, 5)
-    assert [p.name for p in tmp_path.iterdir()] == ["index.npz"]  # no temporary file left behind
+    base = loaded.base_file
+    assert files_in(tmp_path) == sorted(["index.npz", str(base)])  # no temporary file left behind
+    # Adds to a mapped base go to the delta, which the next snapshot carries without a new base.
     loaded.add(gallery.face_ids[:7], gallery.subject_ids[:7], gallery.embeddings[:7])
     assert len(loaded) == len(gallery.face_ids)
+    if kind == "flat":
+        assert_subjects_match(loaded.search_subjects(gallery.queries, 5), gallery, metric, 5)
+    loaded.save(path, applied_seq=43)
+    assert loaded.base_file == base and files_in(tmp_path) == sorted(["index.npz", str(base)])
+    again = FaceIndex.load(path, expected_dim=64, metric=metric, kind=kind, use_gpu=False)
+    assert again is not None and again.applied_seq == 43
+    assert again.search_subjects(gallery.queries, 5) == loaded.search_subjects(gallery.queries, 5)
+
+
+def test_a_rebuilt_base_is_written_anew_and_old_bases_go(gallery: Gallery, tmp_path: Path) -> None:
+    path = tmp_path / "index.npz"
+    index = index_of(gallery, "cosine")
+    index.save(path, applied_seq=1)
+    first = index.base_file
+    index.remove(gallery.face_ids[: len(gallery.face_ids) // 2])  # past compact_fraction: a new base
+    assert index.base_file is None and not index.mapped
+    index.save(path, applied_seq=2)
+    second = index.base_file
+    assert second not in (None, first)
+    assert files_in(tmp_path) == sorted(["index.npz", str(first), str(second)])  # the previous one stays
+    index.remove(gallery.face_ids[len(gallery.face_ids) // 2 :][:200])
+    index.save(path, applied_seq=3)
+    assert str(first) not in files_in(tmp_path)
+    loaded = FaceIndex.load(path, 64, "cosine", use_gpu=False)
+    assert loaded is not None and len(loaded) == len(index)
+    np.testing.assert_array_equal(loaded.face_ids(), index.face_ids())
 
 
 def test_saving_again_replaces_the_snapshot(gallery: Gallery, tmp_path: Path) -> None:
@@ -74,16 +107,26 @@ def test_missing_and_corrupt_snapshots_are_refused(gallery: Gallery, tmp_path: P
 
 
 def test_a_snapshot_whose_parts_disagree_is_refused(gallery: Gallery, tmp_path: Path) -> None:
-    """A valid archive with a damaged FAISS blob or id map must not load."""
+    """A valid sidecar with a damaged or missing base, or a damaged id map, must not load."""
     path = tmp_path / "index.npz"
-    index_of(gallery, "cosine").save(path, applied_seq=1)
+    index = index_of(gallery, "cosine")
+    index.save(path, applied_seq=1)
+    base = tmp_path / str(index.base_file)
     with np.load(path) as data:
         parts = {name: data[name] for name in data.files}
     for name, damaged in [
-        ("index", parts["index"][:100]),
         ("slot_face_ids", parts["slot_face_ids"][:-1]),
+        ("delta_vectors", np.zeros((3, 64), dtype=np.float32)),
         ("meta", np.frombuffer(b"{not json", dtype=np.uint8)),
     ]:
         with path.open("wb") as handle:
             np.savez(handle, **{**parts, name: damaged})
         assert FaceIndex.load(path, 64, "cosine", use_gpu=False) is None, name
+    with path.open("wb") as handle:
+        np.savez(handle, **parts)
+    assert FaceIndex.load(path, 64, "cosine", use_gpu=False) is not None
+    content = base.read_bytes()
+    base.write_bytes(content[:100])
+    assert FaceIndex.load(path, 64, "cosine", use_gpu=False) is None
+    base.unlink()
+    assert FaceIndex.load(path, 64, "cosine", use_gpu=False) is None
