@@ -14,6 +14,7 @@ from pathlib import Path
 
 import models_report
 import pipeline_report
+import scale_report
 import service_report
 from docs_section import write_section
 from run_record import (
@@ -40,6 +41,9 @@ def render_sections(results_dir: Path) -> dict[str, str]:
     models = read_results(results_dir / MODELS_RESULTS)
     if models is not None:
         sections[models_report.SECTION] = models_report.render(models)
+    scale = read_results(results_dir / scale_report.SCALE_RESULTS)
+    if scale is not None:
+        sections[scale_report.SECTION] = scale_report.render(scale)
     return sections
 
 
@@ -81,7 +85,8 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if not write_docs(args.results_dir, args.docs):
         raise SystemExit(
-            f"no {PIPELINE_RESULTS}, {SERVICE_RESULTS} or {MODELS_RESULTS} in {args.results_dir}"
+            f"no {PIPELINE_RESULTS}, {SERVICE_RESULTS}, {MODELS_RESULTS} or {scale_report.SCALE_RESULTS} "
+            f"in {args.results_dir}"
         )
 
 
