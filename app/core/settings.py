@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # (http://milvus:19530) or a Milvus Lite file (data/milvus.db, one process only).
     index_url: str | None = None
     index_token: SecretStr | None = None
-    # None: GPU FAISS when the installed faiss sees a GPU (flat and ivf indexes).
+    # None: GPU FAISS for flat indexes when the installed faiss sees a GPU (ivf stays on the CPU).
     index_use_gpu: bool | None = None
     index_sync_interval_s: float = Field(default=0.3, gt=0.0, le=60.0)
     index_snapshot_interval_s: float = Field(default=300.0, gt=0.0)

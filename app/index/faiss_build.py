@@ -42,15 +42,15 @@ def build_base(
     dim = vectors.shape[1]
     if kind == "ivf":
         if centroids is not None and tuning is not None:
-            index = ivf.empty_ivf(centroids, options.metric)
+            index = ivf.empty_ivf(centroids, options.metric, vectors[: ivf.TRAIN_PER_LIST * len(centroids)])
             index.add(vectors)
-            index.nprobe = tuning.nprobe
+            ivf.set_nprobe(index, tuning.nprobe)
             return index, tuning
         index = ivf.train_ivf(vectors, options.metric)
         index.add(vectors)
         nprobe, recall = ivf.tune_nprobe(index, vectors, options.metric)
-        index.nprobe = nprobe
-        return index, ivf.IvfTuning(index.nlist, nprobe, len(vectors), round(recall, 4))
+        nlist = ivf.inverted_file(index).nlist
+        return index, ivf.IvfTuning(nlist, nprobe, len(vectors), round(recall, 4))
     if kind == "hnsw":
         index = new_hnsw(dim, options.metric, options.hnsw_m, options.ef_construction)
     else:

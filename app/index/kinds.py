@@ -2,12 +2,10 @@
 
 - ``flat``: exact search over every template. Best for small collections,
   and the reference the approximate kinds are measured against.
-- ``ivf``: inverted file over exact vectors (``IndexIVFFlat``). K-means
-  centroids trained on the collection's own templates partition them into
-  ``nlist`` lists; a search scores exactly the templates of the ``nprobe``
-  lists nearest the query, with ``nprobe`` tuned at training for recall@10
-  against flat (``app.index.ivf``). Scores are exact, so thresholds read as
-  with flat; only a neighbour in an unvisited list can be missed.
+- ``ivf``: an inverted file of 8-bit codes whose candidates are scored again
+  on the exact vectors (``app.index.ivf``): trained on the collection's own
+  templates, ``nprobe`` tuned at training for recall@10 against flat. Scores
+  are exact, so thresholds read as with flat.
 - ``hnsw``: a graph over exact vectors; fast, but its build is slow and it
   holds more memory.
 
@@ -37,14 +35,15 @@ FAISS_METRIC = {
 }
 
 # The FAISS class an index of each kind is, and the flag that memory-maps it when read
-# from a file: the vectors (flat, hnsw) or the inverted lists (ivf) stay in the page
-# cache, shared by every worker process that maps the same file.
+# from a file: the exact vectors (of every kind; ivf's 8-bit lists, a quarter of their
+# size, are read into memory) stay in the page cache, shared by every worker process
+# that maps the same file.
 FAISS_CLASS: dict[str, type] = {
     "flat": faiss.IndexFlat,
-    "ivf": faiss.IndexIVFFlat,
+    "ivf": faiss.IndexRefineFlat,
     "hnsw": faiss.IndexHNSWFlat,
 }
-MMAP_FLAG = {"flat": faiss.IO_FLAG_MMAP_IFC, "ivf": faiss.IO_FLAG_MMAP, "hnsw": faiss.IO_FLAG_MMAP_IFC}
+MMAP_FLAG = {"flat": faiss.IO_FLAG_MMAP_IFC, "ivf": faiss.IO_FLAG_MMAP_IFC, "hnsw": faiss.IO_FLAG_MMAP_IFC}
 
 
 def kind_for(setting: KindSetting, templates: int) -> IndexKind:
