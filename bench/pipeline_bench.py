@@ -1,11 +1,15 @@
 """Our face pipeline against the peer ``face_recognition`` library (dlib), on the same LFW images.
 
-Both run in one process on one deterministic sample: per stage (decode,
+All run in one process on one deterministic sample: per stage (decode,
 detect, align/landmarks, embed) and end to end (bytes → embeddings of every
-face, the latency a /verify request sees). Timed passes alternate between
-the libraries so background load falls on both alike, and each round of
-passes starts with a different one; each image's time is its median over
-the repeats, and the tables give the median and p90 of those.
+face, the latency a /verify request sees). Ours runs at the default
+settings (``FACEREC_PRECISION=int8``: both models quantised) and in fp32
+(``FACEREC_PRECISION=fp32``), each with ONNX Runtime's default thread count
+and with one thread (dlib runs on one; the peer's CPU time over its wall
+time is recorded to show it). Timed passes alternate between the readings
+so background load falls on all alike, and each round of passes starts with
+a different one; each image's time is its median over the repeats, and the
+tables give the median and p90 of those.
 
 Run from the repository root:
     .venv/bin/python bench/pipeline_bench.py --images 200 --repeats 3 --write-docs
@@ -20,17 +24,21 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import dlib
 import face_recognition
 import numpy as np
 import onnxruntime as ort
 from pipeline_report import (
-    BLEND,
     LABELS,
     OURS,
+    OURS_FP32,
+    OURS_FP32_ONE_THREAD,
+    OURS_ONE_THREAD,
     PEER,
     SECTION,
     BatchThroughput,
@@ -57,10 +65,11 @@ class Run:
 
     times: dict[str, dict[int, list[float]]]
     faces: dict[int, int]
+    cpu_over_wall: list[float]  # process CPU time over wall time of each pass (the peer's)
 
     @classmethod
     def empty(cls) -> Run:
-        return cls(defaultdict(lambda: defaultdict(list)), {})
+        return cls(defaultdict(lambda: defaultdict(list)), {}, [])
 
     def add(self, stage: str, image: int, seconds: float) -> None:
         self.times[stage][image].append(seconds * 1000.0)
@@ -76,6 +85,7 @@ class Run:
             "stages_ms": stages,
             "pass_medians_ms": [self.pass_median("end_to_end", repeat) for repeat in range(passes)],
             "images_without_face": sum(n == 0 for n in self.faces.values()),
+            "cpu_over_wall": float(np.median(self.cpu_over_wall)) if self.cpu_over_wall else None,
         }
 
     def pass_median(self, stage: str, repeat: int) -> float:
@@ -121,6 +131,7 @@ def ours_pass(pipeline: FacePipeline, paths: list[Path], blobs: list[bytes], run
 def peer_pass(paths: list[Path], run: Run) -> None:
     """One timed pass of face_recognition with its defaults (HOG, upsample 1, 5-point, 1 jitter)."""
     clock = time.perf_counter
+    wall, cpu = clock(), time.process_time()
     for i, path in enumerate(paths):
         t0 = clock()
         image = face_recognition.load_image_file(path)
@@ -142,6 +153,7 @@ def peer_pass(paths: list[Path], run: Run) -> None:
         encodings = face_recognition.face_encodings(face_recognition.load_image_file(path))
         run.add("end_to_end", i, clock() - t0)
         run.faces[i] = len(encodings)
+    run.cpu_over_wall.append((time.process_time() - cpu) / (clock() - wall))
 
 
 def embed_throughput(pipeline: FacePipeline, crops: ImageArray, rounds: int) -> BatchThroughput:
@@ -175,11 +187,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--images", type=int, default=200, help="LFW images in the sample")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per library")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
     parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW root (one folder per person)")
     add_output_options(parser, PIPELINE_RESULTS)
     parser.add_argument("--raw-json", type=Path, help="also write every per-image timing and face count here")
     return parser.parse_args(argv)
+
+
+# Each of our readings: the settings it runs with (the rest are the defaults).
+READINGS: dict[str, dict[str, Any]] = {
+    OURS: {},
+    OURS_ONE_THREAD: {"inference_threads": 1},
+    OURS_FP32: {"precision": "fp32"},
+    OURS_FP32_ONE_THREAD: {"precision": "fp32", "inference_threads": 1},
+}
+
+
+def model_names(fields: dict[str, Any]) -> list[str]:
+    """The detector and embedder a reading runs."""
+    settings = Settings(**fields)
+    return [settings.detector, settings.embedder]
 
 
 def main(argv: list[str]) -> None:
@@ -187,24 +213,23 @@ def main(argv: list[str]) -> None:
     load_start = load_average()
     paths, step = sample_lfw(args.lfw, args.images)
     blobs = [p.read_bytes() for p in paths]
-    settings = Settings(inference_threads=args.threads)
-    pipeline = FacePipeline.from_settings(settings)
-    blend_pipeline = FacePipeline.from_settings(settings.model_copy(update={"blend_framings": True}))
+    pipelines = {name: FacePipeline.from_settings(Settings(**fields)) for name, fields in READINGS.items()}
 
     warm = Run.empty()  # thrown away: first-call costs (session set-up, page cache, allocators)
-    ours_pass(pipeline, paths[:WARMUP_IMAGES], blobs[:WARMUP_IMAGES], warm)
-    ours_pass(blend_pipeline, paths[:WARMUP_IMAGES], blobs[:WARMUP_IMAGES], warm)
+    for pipeline in pipelines.values():
+        ours_pass(pipeline, paths[:WARMUP_IMAGES], blobs[:WARMUP_IMAGES], warm)
     peer_pass(paths[:WARMUP_IMAGES], warm)
 
-    runs = {OURS: Run.empty(), BLEND: Run.empty(), PEER: Run.empty()}
+    runs = {name: Run.empty() for name in [*READINGS, PEER]}
     crops: list[ImageArray] = []
 
-    def run_ours() -> None:
-        crops[:] = ours_pass(pipeline, paths, blobs, runs[OURS])  # kept for the batch throughput test
+    def run_ours(name: str) -> None:
+        seen = ours_pass(pipelines[name], paths, blobs, runs[name])
+        if name == OURS:
+            crops[:] = seen  # kept for the batch throughput test
 
     runners: list[tuple[str, Callable[[], object]]] = [
-        (OURS, run_ours),
-        (BLEND, lambda: ours_pass(blend_pipeline, paths, blobs, runs[BLEND])),
+        *((name, partial(run_ours, name)) for name in READINGS),
         (PEER, lambda: peer_pass(paths, runs[PEER])),
     ]
     for repeat in range(args.repeats):
@@ -220,8 +245,11 @@ def main(argv: list[str]) -> None:
     if not crops:
         raise SystemExit("no faces found by our pipeline: nothing to embed")
     batch = np.stack([crops[k % len(crops)] for k in range(THROUGHPUT_FACES)])  # (64, H, W, 3)
-    throughput = embed_throughput(pipeline, batch, rounds=args.repeats)
+    throughput = {
+        name: embed_throughput(pipelines[name], batch, rounds=args.repeats) for name in (OURS, OURS_FP32)
+    }
 
+    settings = Settings()
     results: PipelineResults = {
         "command": command_line(argv),
         "date": timestamp(),
@@ -234,13 +262,11 @@ def main(argv: list[str]) -> None:
         },
         "software": {
             "onnxruntime": ort.__version__,
-            "onnxruntime_threads": args.threads,
             "dlib": dlib.__version__,
             "dlib_blas": bool(dlib.DLIB_USE_BLAS),
             "dlib_avx": bool(dlib.USE_AVX_INSTRUCTIONS),
             "face_recognition": version("face_recognition"),
-            "detector": settings.detector,
-            "embedder": settings.embedder,
+            "models": {name: model_names(fields) for name, fields in READINGS.items()},
             "detector_min_side": settings.detector_min_side,
             "detector_max_side": settings.detector_max_side,
         },

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The default pack's models; ``facerec models build`` makes each in fp32 and,
+# quantised, as ``<name>-int8`` (app.model_packs.quantize).
+DEFAULT_DETECTOR: Final = "retinaface-mnet025"
+DEFAULT_EMBEDDER: Final = "dlib-resnet-v1"
+INT8_SUFFIX: Final = "-int8"
+Precision = Literal["fp32", "int8"]
 
 
 def _project_root() -> Path:
@@ -24,8 +31,11 @@ class Settings(BaseSettings):
     # SQLite under data_dir when unset; PostgreSQL: postgresql+psycopg://user@host/db
     database_url: str | None = None
 
-    detector: str = "retinaface-mnet025"
-    embedder: str = "dlib-resnet-v1"
+    # Which build of the default models runs: "int8" or "fp32" (README, "Precision").
+    # Naming a folder in FACEREC_DETECTOR or FACEREC_EMBEDDER wins over it, model by model.
+    precision: Precision = "int8"
+    detector: str = ""
+    embedder: str = ""
 
     max_image_bytes: int = Field(default=15 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
@@ -121,6 +131,14 @@ class Settings(BaseSettings):
                 "unset it to have an admin key generated on first start"
             )
         return value
+
+    @model_validator(mode="after")
+    def _default_models(self) -> Settings:
+        """An unset detector or embedder is the default pack's, in the configured precision."""
+        suffix = INT8_SUFFIX if self.precision == "int8" else ""
+        self.detector = self.detector or DEFAULT_DETECTOR + suffix
+        self.embedder = self.embedder or DEFAULT_EMBEDDER + suffix
+        return self
 
     @field_validator("models_dir", "data_dir")
     @classmethod

@@ -106,6 +106,18 @@ class LicenceStatus(BaseModel):
     status: str = Field(default="", description="insightface's licence status, for InsightFace packs")
 
 
+class QuantCalibration(BaseModel):
+    """How an int8 model's activation ranges were measured, and the file they are kept in."""
+
+    method: str = Field(description="ONNX Runtime calibration method, e.g. MinMax")
+    samples: int = Field(gt=0, description="inputs the fp32 model was run on")
+    measured_on: str
+    tool: str
+    ranges_file: str
+    ranges_sha256: str
+    source_sha256: str = Field(description="the fp32 graph the ranges were measured on")
+
+
 class ModelManifest(BaseModel):
     name: str
     version: str
@@ -119,6 +131,10 @@ class ModelManifest(BaseModel):
     # with a manifest) or "insightface" (an InsightFace pack, imported by `facerec models import`).
     source_format: Literal["facerec", "insightface"] = "facerec"
     description: str = ""
+    # "int8": quantised from the fp32 model ``quantized_from`` (app.model_packs.quantize).
+    precision: Literal["fp32", "int8"] = "fp32"
+    quantized_from: str | None = None
+    quantization: QuantCalibration | None = None
     input: InputSpec
     # Detectors only: which decoder reads the graph's outputs.
     detector_format: Literal["retinaface", "scrfd"] = "retinaface"

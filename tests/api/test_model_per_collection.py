@@ -48,8 +48,8 @@ from tests.conftest import LFW_ROOT, REPO_ROOT, require_data
 from tests.trained_pack import TrainedPack
 
 MODEL = "mfn-pack"
-DEFAULT_MODEL = "dlib-resnet-v1"
-DETECTOR = "retinaface-mnet025"
+DEFAULT_MODEL = Settings().embedder
+DETECTOR = Settings().detector
 # The imported pack is uncalibrated: collections of it are given thresholds on its scale.
 GIVEN = {"verify": 0.45, "identify": 0.5}
 MOVE_GIVEN = {"verify": 0.4, "identify": 0.55}

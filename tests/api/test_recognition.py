@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from app.core.settings import Settings
 from app.pipeline.face_pipeline import FacePipeline
 from app.services.thresholds import IDENTIFY_KEY, VERIFY_KEY
 from tests.api.conftest import (
@@ -61,7 +62,7 @@ def test_verify_two_images(client: TestClient) -> None:
     assert same.status_code == 200, same.text
     body = same.json()
     assert body["match"] is True and body["similarity"] >= body["threshold"] == verify_threshold
-    assert body["model"] == {"name": "dlib-resnet-v1", "version": "1", "metric": "damped_euclidean"}
+    assert body["model"] == {"name": Settings().embedder, "version": "1", "metric": "damped_euclidean"}
     assert body["faces"]["a"]["box"]["x_max"] > 0 and body["faces"]["b"]["det_score"] > 0.9
 
     files = {"file_a": photo(ENROLL_PHOTO["obama"]), "file_b": photo(PROBE_PHOTO["biden"])}

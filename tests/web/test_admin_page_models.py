@@ -20,13 +20,14 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from app.core.settings import Settings
 from app.pipeline.face_pipeline import FacePipeline
 from tests.conftest import REPO_ROOT, require_data
 from tests.web.conftest import ADMIN_KEY, ARTIFACTS, IDENTITIES, LiveService, serving
 from tests.web.page import open_with_key, save_screenshot
 
-DEFAULT_MODEL = "dlib-resnet-v1"
-DETECTOR = "retinaface-mnet025"
+DEFAULT_MODEL = Settings().embedder
+DETECTOR = Settings().detector
 COPY = "dlib-copy"
 UNCALIBRATED = "dlib-uncalibrated"
 NOT_COMMERCIAL = "research use only (a test's stand-in for non-commercial terms)"
