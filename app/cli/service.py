@@ -45,7 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         from app.main import create_app
 
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=log_level)
+        served = settings.model_copy(update={"migrate_on_start": False})  # prepare_database migrated it
+        uvicorn.run(create_app(served), host=args.host, port=args.port, log_level=log_level)
     return 0
 
 
@@ -58,6 +59,8 @@ def worker_environment(args: argparse.Namespace, settings: Settings) -> dict[str
     - ``FACEREC_WORKER_PROCESSES``: N, from which each worker takes its share of
       the cores (``inference_settings``);
     - ``FACEREC_MODELS_DIR``: ``--models-dir``, when given;
+    - ``FACEREC_MIGRATE_ON_START``: false, since this process migrated the
+      database before any worker starts (``prepare_database``);
     - ``PROMETHEUS_MULTIPROC_DIR``: ``<data_dir>/prometheus-multiproc``, emptied
       now (a previous run's files would be summed into this run's counts), where
       every worker writes its metrics so that any worker's /metrics reports them all.
@@ -69,6 +72,7 @@ def worker_environment(args: argparse.Namespace, settings: Settings) -> dict[str
     metrics_dir.mkdir(parents=True)
     environment = {
         "FACEREC_WORKER_PROCESSES": str(args.workers),
+        "FACEREC_MIGRATE_ON_START": "false",
         # prometheus_client's own variable (app.core.prometheus.MULTIPROC_DIR_ENV), spelled out
         # here so that nothing imports prometheus_client before it is set.
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: _project_root() / "data")
     # SQLite under data_dir when unset; PostgreSQL: postgresql+psycopg://user@host/db
     database_url: str | None = None
+    # Each process applies pending migrations as it starts. `facerec serve` applies
+    # them once, before its workers start, and turns this off for them: Alembic
+    # would cost each worker ~13 MiB only to find nothing to do.
+    migrate_on_start: bool = True
 
     # Which build of the default models runs: "int8" or "fp32" (README, "Precision").
     # Naming a folder in FACEREC_DETECTOR or FACEREC_EMBEDDER wins over it, model by model.

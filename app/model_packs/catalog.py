@@ -17,7 +17,6 @@ from typing import Any
 
 from app.core.errors import ModelPackError
 from app.core.settings import Settings
-from app.model_packs.insightface_licence import installed_licence
 from app.pipeline.embed import OnnxEmbedder
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.manifest import MANIFEST_NAME, LicenceStatus, ModelManifest, load_manifest
@@ -90,6 +89,9 @@ def _describe(folder: Path, now: datetime | None) -> InstalledModel:
         return InstalledModel(folder.name, folder, size, error=str(error))
     licence = manifest.licence_status
     if manifest.source_format == "insightface":
+        # Imported only for an InsightFace pack: insightface costs a process about 50 MiB.
+        from app.model_packs.insightface_licence import installed_licence
+
         licence = installed_licence(folder, manifest, now=now)
     return InstalledModel(folder.name, folder, size, manifest, licence)
 

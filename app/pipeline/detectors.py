@@ -15,7 +15,6 @@ from app.core.errors import ModelPackError
 from app.core.settings import Settings
 from app.pipeline.detect import Detection, RetinaFaceDetector
 from app.pipeline.manifest import load_manifest
-from app.pipeline.scrfd import ScrfdDetector
 
 
 class Detector(Protocol):
@@ -51,5 +50,9 @@ def open_detector(models_dir: Path, name: str, settings: Settings) -> Detector:
         )
     model_path = model_dir / manifest.file
     if manifest.detector_format == "scrfd":
+        # Imported here: it imports insightface, about 50 MiB a process serving
+        # only the default pack need not hold.
+        from app.pipeline.scrfd import ScrfdDetector
+
         return ScrfdDetector.from_settings(settings, model_path)
     return RetinaFaceDetector.from_settings(settings, model_path)

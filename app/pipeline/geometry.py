@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from insightface.utils.face_align import arcface_dst
 from numpy.typing import NDArray
 
 from app.core.arrays import FloatArray, ImageArray
@@ -23,8 +22,13 @@ from app.core.arrays import FloatArray, ImageArray
 # The ArcFace 112×112 five-point template, as insightface itself aligns with it
 # (``face_align.arcface_dst``, the convention of models trained on MS1M-style
 # crops), so our crops and an InsightFace pack's are cut alike. Its rows are in
-# our landmark order. A copy: insightface's array stays insightface's.
-ARCFACE_112: FloatArray = np.array(arcface_dst, dtype=np.float32)
+# our landmark order. Written out rather than imported: importing insightface
+# (with onnx, scipy and scikit-image) adds about 50 MiB to every serving process;
+# tests/pipeline/test_geometry.py checks it against insightface's array.
+ARCFACE_112: FloatArray = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
 
 # Our own models' normalised face: 128×128, the ArcFace framing scaled up.
 DEFAULT_CROP_SIZE = 128

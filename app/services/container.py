@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import ModelNotFound, ModelUnavailable
 from app.core.logging import log_event
+from app.core.memory import limit_malloc_arenas, release_freed_memory
 from app.core.prometheus import Metrics
 from app.core.settings import Settings
 from app.db.collections import all_collections, ensure_default_collection
@@ -113,10 +114,14 @@ def initialise_database(
     return plaintext
 
 
-def open_database(settings: Settings) -> tuple[str, Engine, Callable[[], Session]]:
-    """Migrate the configured database and connect to it: the URL, engine and session factory."""
+def open_database(settings: Settings, *, migrate: bool = True) -> tuple[str, Engine, Callable[[], Session]]:
+    """Migrate the configured database (unless ``migrate`` is false) and connect to it.
+
+    Returns the URL, engine and session factory.
+    """
     url = database_url(settings)
-    upgrade_database(url)
+    if migrate:
+        upgrade_database(url)
     engine = create_engine_for(url)
     return url, engine, make_session_factory(engine)
 
@@ -148,8 +153,10 @@ def announce_admin_key(plaintext: str) -> None:
 def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> Services:
     """Migrate the database, load the models and the index, and start following the change log."""
     metrics = Metrics()  # first: it refuses a multiprocess set-up it cannot report on
-    url, engine, session_factory = open_database(settings)
     pipeline_settings, workers = inference_settings(settings)
+    # Before any request thread allocates: a few malloc arenas, not one per thread (app.core.memory).
+    limit_malloc_arenas(max(2, workers))
+    url, engine, session_factory = open_database(settings, migrate=settings.migrate_on_start)
     if pipeline is None:
         pipeline = FacePipeline.from_settings(pipeline_settings)
     pipelines = Pipelines(pipeline_settings, workers, default=pipeline)
@@ -162,6 +169,8 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
     follower = IndexFollower.open(
         session_factory, settings=settings, database_url=url, spaces=model_space(pipelines)
     )
+    # Loading the models and the index freed far more heap than it kept; give it back.
+    release_freed_memory()
     follower.start()
     log_event(
         logger,

@@ -68,6 +68,14 @@ def test_alignment_puts_landmarks_on_the_template() -> None:
         assert crop[int(round(y)), int(round(x))].max() > 100
 
 
+def test_the_arcface_template_is_insightfaces() -> None:
+    # Written out in geometry.py so that serving need not import insightface; an
+    # InsightFace pack's crops must still be cut as insightface cuts them.
+    from insightface.utils.face_align import arcface_dst
+
+    np.testing.assert_array_equal(ARCFACE_112, np.asarray(arcface_dst, dtype=np.float32))
+
+
 def test_template_scales_with_crop_size() -> None:
     np.testing.assert_allclose(template_for_size(128), ARCFACE_112 * 128 / 112, rtol=1e-6)
 
