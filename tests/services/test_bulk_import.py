@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, undefer
 
 from app.cli import main
 from app.core.errors import CollectionMoving
+from app.core.settings import Settings
 from app.db.changes import changes_since
 from app.db.collections import create_collection, get_collection
 from app.db.faces import NewTemplate, StoredCrop, add_face, add_faces_bulk
@@ -289,7 +290,8 @@ def test_the_command_reads_a_csv_and_writes_what_it_refused(
 
     assert main([*command, "--rejected", str(refused)]) == 0
     printed = capsys.readouterr().out
-    assert f"collection {collection_id} ({MODEL}): 2 enrolled (1 new subjects)" in printed
+    # The command made the collection, on the configured embedder.
+    assert f"collection {collection_id} ({Settings().embedder}): 2 enrolled (1 new subjects)" in printed
     with refused.open(newline="") as stream:
         written = {(Path(r["path"]).name, r["code"]) for r in csv.DictReader(stream)}
     assert written == {
