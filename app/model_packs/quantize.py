@@ -29,7 +29,13 @@ from onnx import numpy_helper, version_converter
 from app.core.errors import ModelPackError
 from app.core.logging import log_event
 from app.core.settings import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, INT8_SUFFIX
-from app.pipeline.manifest import ModelManifest, QuantCalibration, file_sha256, write_manifest
+from app.pipeline.manifest import (
+    ModelManifest,
+    QuantCalibration,
+    file_sha256,
+    load_manifest,
+    write_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +182,6 @@ def build_int8_pack(
     ``overrides``: manifest fields measured for the int8 model itself (an
     embedder's thresholds), from a seed file kept in the repository.
     """
-    from app.pipeline.manifest import load_manifest
-
     fp32 = load_manifest(fp32_dir)
     calibration = calibration_record(recipe)
     if calibration.source_sha256 != fp32.sha256:
