@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
+from app.db.bulk_insert import insert_many
 from app.db.models import ChangeLog, ChangeOp, Collection
 
 _CHANGE_LOCK_KEY = 0x66726563_63686E67  # "frecchng"
@@ -50,15 +52,16 @@ def record_changes(
 def record_changes_bulk(
     session: Session, op: ChangeOp, collection_id: int, faces: Sequence[tuple[int, int]]
 ) -> None:
-    """``record_changes`` for thousands of faces: one executemany, the same rows and ``change_seq``."""
+    """``record_changes`` for thousands of faces: one executemany, the same rows (one ``at`` for all)."""
     if not faces:
         return
     table: Table = ChangeLog.__table__  # type: ignore[assignment]
-    rows = [
-        {"op": op, "collection_id": collection_id, "face_id": face_id, "subject_id": subject_id}
-        for face_id, subject_id in faces
-    ]
-    session.execute(insert(table), rows)  # executemany, without RETURNING: the drivers' fast path
+    insert_many(  # executemany, without RETURNING: the drivers' fast path
+        session,
+        table,
+        {"face_id": [face_id for face_id, _ in faces], "subject_id": [subject_id for _, subject_id in faces]},
+        {"op": op, "collection_id": collection_id, "at": utcnow()},
+    )
     # Under the lock no other writer interleaves: the collection's newest change is the last row.
     newest = session.scalar(
         select(ChangeLog.seq)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
+from app.db.base import utcnow
+from app.db.bulk_insert import insert_many
 from app.db.changes import lock_change_log, record_changes, record_changes_bulk
 from app.db.embeddings import embedding_to_bytes
 from app.db.models import Face, Subject
@@ -138,15 +141,18 @@ def add_faces_bulk(
     A template from image bytes its subject already has for this model, or
     that comes again later in ``templates``, is a duplicate and not stored.
     Call under the gallery write lock (``begin_gallery_write``), one
-    transaction's worth (a few thousand templates) at a time.
+    transaction's worth (a few thousand templates) at a time. One call
+    writes at one moment: its new subjects and faces share one
+    ``created_at``, its changes one ``at``.
     """
     if not templates:
         return BulkAdded([], [])
-    blobs = [embedding_to_bytes(t.embedding) for t in templates]  # refuses NaN before anything is written
+    blobs = _embeddings_to_bytes([t.embedding for t in templates])  # refuses NaN before anything is written
     session.flush()
     lock_change_log(session)
+    now = utcnow()
     subject_ids, created = _ensure_subjects(
-        session, collection_id, [t.subject_id for t in templates], subject_names or {}
+        session, collection_id, [t.subject_id for t in templates], subject_names or {}, now
     )
     taken = set(
         _stored_ids(
@@ -156,24 +162,30 @@ def add_faces_bulk(
             [t.image_sha256 for t in templates],
         )
     )
-    rows: list[dict[str, Any]] = []
     positions: list[int] = []
-    for position, (template, data) in enumerate(zip(templates, blobs, strict=True)):
-        subject_id = subject_ids[template.subject_id]
-        key = (subject_id, template.image_sha256)
+    for position, template in enumerate(templates):
+        key = (subject_ids[template.subject_id], template.image_sha256)
         if key in taken:
             continue
         taken.add(key)
         positions.append(position)
-        rows.append(_face_row(template, data, collection_id, subject_id, model_name, model_version))
     face_ids: list[int | None] = [None] * len(templates)
-    if rows:
-        new_ids = _insert_faces(session, collection_id, model_name, rows)
+    if positions:
+        kept = [templates[position] for position in positions]
+        owners = [subject_ids[t.subject_id] for t in kept]
+        constants = {
+            "collection_id": collection_id,
+            "model_name": model_name,
+            "model_version": model_version,
+            "created_at": now,
+        }
+        columns = _face_columns(kept, [blobs[position] for position in positions], owners)
+        new_ids = _insert_faces(session, columns, constants)
         changes = []
-        for position, row in zip(positions, rows, strict=True):
-            face_id = new_ids[row["subject_id"], row["image_sha256"]]
+        for position, template, subject_id in zip(positions, kept, owners, strict=True):
+            face_id = new_ids[subject_id, template.image_sha256]
             face_ids[position] = face_id
-            changes.append((face_id, row["subject_id"]))
+            changes.append((face_id, subject_id))
         record_changes_bulk(session, "add", collection_id, changes)
     return BulkAdded(
         face_ids, [name for name in dict.fromkeys(t.subject_id for t in templates) if name in created]
@@ -209,41 +221,43 @@ def stored_images(
 
 
 def _ensure_subjects(
-    session: Session, collection_id: int, external_ids: Iterable[str], names: Mapping[str, str | None]
+    session: Session,
+    collection_id: int,
+    external_ids: Iterable[str],
+    names: Mapping[str, str | None],
+    now: datetime,
 ) -> tuple[dict[str, int], set[str]]:
     """Row ids of the named subjects, creating the missing ones: ``get_or_create_subject`` in bulk."""
     wanted = list(dict.fromkeys(external_ids))
     ids = _subject_ids(session, collection_id, wanted)
     missing = [external_id for external_id in wanted if external_id not in ids]
     if missing:
-        rows: list[dict[str, Any]] = [
-            {
-                "collection_id": collection_id,
-                "external_id": external_id,
-                "name": names.get(external_id),
-                "metadata_json": {},
-            }
-            for external_id in missing
-        ]
-        session.execute(insert(_table(Subject)), rows)
+        insert_many(
+            session,
+            _table(Subject),
+            {"external_id": missing, "name": [names.get(external_id) for external_id in missing]},
+            {"collection_id": collection_id, "metadata_json": {}, "created_at": now, "updated_at": now},
+        )
         ids.update(_subject_ids(session, collection_id, missing))
     return ids, set(missing)
 
 
 def _insert_faces(
-    session: Session, collection_id: int, model_name: str, rows: list[dict[str, Any]]
+    session: Session, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any]
 ) -> dict[tuple[int, str], int]:
-    """Insert the rows; their new ids by (subject, sha256), which names a row of one model.
+    """Insert the rows of one collection and model; their new ids by (subject, sha256), which names a row.
 
     A plain executemany, the drivers' fast path (RETURNING makes psycopg parse
     one huge statement per page). The new ids are all above the largest id
     before: a sequence never goes back.
     """
     before = session.scalar(select(func.max(Face.id))) or 0
-    session.execute(insert(_table(Face)), rows)
+    insert_many(session, _table(Face), columns, constants)
     inserted = session.execute(
         select(Face.subject_id, Face.image_sha256, Face.id).where(
-            Face.id > before, Face.collection_id == collection_id, Face.model_name == model_name
+            Face.id > before,
+            Face.collection_id == constants["collection_id"],
+            Face.model_name == constants["model_name"],
         )
     )
     return {(subject_id, sha): face_id for subject_id, sha, face_id in inserted}
@@ -282,37 +296,45 @@ def _stored_ids(
     return found
 
 
-def _face_row(
-    template: NewTemplate,
-    data: bytes,
-    collection_id: int,
-    subject_id: int,
-    model_name: str,
-    model_version: str,
-) -> dict[str, Any]:
-    """The ``faces`` row ``add_face`` writes (``public_id``, ``created_at``: the column defaults)."""
-    x1, y1, x2, y2 = template.box
-    crop = template.crop
+def _face_columns(
+    templates: Sequence[NewTemplate], blobs: Sequence[bytes], subject_ids: Sequence[int]
+) -> dict[str, list[Any]]:
+    """The ``faces`` columns ``add_face`` writes that differ from template to template.
+
+    ``public_id`` is left to its column default; the batch's collection,
+    model and time are the same in every row.
+    """
+    crops = [t.crop for t in templates]
     return {
-        "collection_id": collection_id,
-        "subject_id": subject_id,
-        "embedding": data,
-        "embedding_dim": len(data) // 4,
-        "model_name": model_name,
-        "model_version": model_version,
-        "box_x1": x1,
-        "box_y1": y1,
-        "box_x2": x2,
-        "box_y2": y2,
-        "det_score": template.det_score,
-        "quality": template.quality,
-        "quality_json": template.quality_json or {},
-        "image_sha256": template.image_sha256,
-        "crop": None if crop is None else crop.png,
-        "crop_kind": None if crop is None else "source",
-        "crop_landmarks": None if crop is None else crop.landmarks,
-        "crop_box": None if crop is None else crop.box,
+        "subject_id": list(subject_ids),
+        "embedding": list(blobs),
+        "embedding_dim": [len(data) // 4 for data in blobs],
+        "box_x1": [t.box[0] for t in templates],
+        "box_y1": [t.box[1] for t in templates],
+        "box_x2": [t.box[2] for t in templates],
+        "box_y2": [t.box[3] for t in templates],
+        "det_score": [t.det_score for t in templates],
+        "quality": [t.quality for t in templates],
+        "quality_json": [t.quality_json or {} for t in templates],
+        "image_sha256": [t.image_sha256 for t in templates],
+        "crop": [None if crop is None else crop.png for crop in crops],
+        "crop_kind": [None if crop is None else "source" for crop in crops],
+        "crop_landmarks": [None if crop is None else crop.landmarks for crop in crops],
+        "crop_box": [None if crop is None else crop.box for crop in crops],
     }
+
+
+def _embeddings_to_bytes(embeddings: Sequence[npt.ArrayLike]) -> list[bytes]:
+    """``embedding_to_bytes`` of each, in one array operation when they are all 1-D of one size (a batch)."""
+    try:
+        stacked = np.asarray(embeddings, dtype=np.float32)  # (N, D)
+    except (TypeError, ValueError):  # not one size: each is checked (and refused) on its own
+        stacked = None
+    if stacked is None or stacked.ndim != 2 or stacked.shape[1] == 0:
+        return [embedding_to_bytes(embedding) for embedding in embeddings]
+    data = embedding_to_bytes(stacked.reshape(-1))  # refuses NaN or inf in any of them
+    size = len(data) // len(embeddings)
+    return [data[start : start + size] for start in range(0, len(data), size)]
 
 
 def _table(model: type[Face] | type[Subject]) -> Table:

@@ -1,11 +1,14 @@
-"""Face templates: duplicates, embeddings read back bit for bit, ids never reused."""
+"""Face templates: duplicates, embeddings read back bit for bit (one by one and in bulk), ids never reused."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy.orm import Session
 
 from app.db.faces import (
+    NewTemplate,
+    add_faces_bulk,
     count_faces,
     delete_face,
     get_face_by_public_id,
@@ -14,12 +17,13 @@ from app.db.faces import (
     list_faces,
     load_embeddings,
 )
-from app.db.subjects import get_or_create_subject
+from app.db.subjects import get_or_create_subject, get_subject_by_external_id
 from tests.db.factories import (
     MODEL,
     TEST_LANDMARKS,
     add_test_face,
     default_id,
+    sha256,
     store_test_face,
     unit_vector,
 )
@@ -98,3 +102,33 @@ def test_a_deleted_face_id_is_never_handed_out_again(session: Session) -> None:
     delete_face(session, newest)
     replacement = add_test_face(session, subject, image=b"second")
     assert replacement.id > old_id
+
+
+def bulk_template(embedding: np.ndarray, image: bytes) -> NewTemplate:
+    return NewTemplate("fay", embedding, (10.0, 20.0, 110.0, 140.0), 0.99, 0.8, sha256(image))
+
+
+def test_a_bulk_write_stores_each_embedding_bit_for_bit_whatever_its_size(session: Session) -> None:
+    embeddings = [unit_vector(1), unit_vector(2), unit_vector(3, dim=512)]
+    templates = [bulk_template(e, f"size-{number}".encode()) for number, e in enumerate(embeddings)]
+    result = add_faces_bulk(session, default_id(session), templates, model_name=MODEL, model_version="1")
+    face_ids = [face_id for face_id in result.face_ids if face_id is not None]
+    batches = [load_embeddings(session, [face_id], MODEL) for face_id in face_ids]
+    assert [batch.vectors.shape[1] for batch in batches if batch is not None] == [128, 128, 512]
+    for batch, embedding in zip(batches, embeddings, strict=True):
+        assert batch is not None
+        np.testing.assert_array_equal(batch.vectors[0], embedding)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [np.where(np.arange(128) == 7, np.nan, unit_vector(4)), np.zeros((1, 128)), np.zeros(0)],
+    ids=["nan", "2-d", "empty"],
+)
+def test_a_bulk_write_with_one_bad_embedding_writes_nothing(session: Session, bad: np.ndarray) -> None:
+    templates = [bulk_template(unit_vector(5), b"good"), bulk_template(bad, b"bad")]
+    before = count_faces(session)
+    with pytest.raises(ValueError, match="embedding"):
+        add_faces_bulk(session, default_id(session), templates, model_name=MODEL, model_version="1")
+    assert count_faces(session) == before
+    assert get_subject_by_external_id(session, default_id(session), "fay") is None

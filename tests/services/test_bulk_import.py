@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, String, cast, func, select
 from sqlalchemy.orm import Session, undefer
 
 from app.cli import main
 from app.core.errors import CollectionMoving
 from app.core.settings import Settings
+from app.db.base import utcnow
 from app.db.changes import changes_since
 from app.db.collections import create_collection, get_collection
 from app.db.faces import NewTemplate, StoredCrop, add_face, add_faces_bulk
@@ -347,6 +350,7 @@ def test_add_faces_bulk_writes_the_rows_add_face_writes(session: Session) -> Non
         NewTemplate("cat", unit_vector(5), (2.0, 2.0, 8.0, 8.0), 0.95, 0.4, sha256(b"stored")),  # dup
     ]
     names = {"bob": "Bob"}
+    started = utcnow()
     for collection_id in (one_by_one, bulk):  # each already holds cat's photo
         cat, _ = get_or_create_subject(session, collection_id, "cat")
         add_face(session, cat, unit_vector(9), model_name=MODEL, model_version="1", box=(0, 0, 1, 1),
@@ -368,11 +372,18 @@ def test_add_faces_bulk_writes_the_rows_add_face_writes(session: Session) -> Non
     assert [face_id is not None for face_id in result.face_ids] == added_flags == [True] * 3 + [False] * 2
     assert (result.subjects_created, result.added) == (["ann", "bob"], 3)
 
+    finished = utcnow()
     session.expire_all()
     assert written(session, bulk) == written(session, one_by_one)
+    assert stored_form(session, bulk) == stored_form(session, one_by_one)
     rows = session.execute(select(Face.id, Face.public_id).where(Face.collection_id == bulk)).all()
     assert [face_id for face_id, _ in rows[1:]] == [f for f in result.face_ids if f is not None]
-    assert all(len(public_id) == 32 for _, public_id in rows)
+    public_ids = session.scalars(select(Face.public_id).where(Face.collection_id.in_([one_by_one, bulk])))
+    assert all(re.fullmatch("[0-9a-f]{32}", public_id) for public_id in public_ids)  # uuid4().hex
+    for collection_id in (one_by_one, bulk):
+        times = write_times(session, collection_id, seqs[collection_id])
+        assert len(times) == 3 + 2 + 3  # the new faces, subjects and changes
+        assert all(started <= at <= finished and at.tzinfo == timezone.utc for at in times)
     for collection_id in (one_by_one, bulk):
         log = session.scalars(
             select(ChangeLog).where(ChangeLog.collection_id == collection_id).order_by(ChangeLog.seq)
@@ -405,3 +416,49 @@ def written(session: Session, collection_id: int) -> dict[str, Any]:
         "subjects": [tuple(row) for row in subjects],
         "count": count,
     }
+
+
+def stored_form(session: Session, collection_id: int) -> dict[str, Any]:
+    """How the database holds a collection's JSON (its text) and times (their shape, digits aside)."""
+    faces = session.execute(
+        select(
+            _text(Face.quality_json),
+            _text(Face.crop_landmarks),
+            _text(Face.crop_box),
+            _text(Face.created_at),
+        )
+        .where(Face.collection_id == collection_id)
+        .order_by(Face.id)
+    ).all()
+    subjects = session.execute(
+        select(_text(Subject.metadata_json), _text(Subject.created_at), _text(Subject.updated_at))
+        .where(Subject.collection_id == collection_id)
+        .order_by(Subject.id)
+    ).all()
+    changes = session.scalars(select(_text(ChangeLog.at)).where(ChangeLog.collection_id == collection_id))
+    return {
+        "faces": [(*json, _shape(created)) for *json, created in faces],
+        "subjects": [(metadata, _shape(created), _shape(updated)) for metadata, created, updated in subjects],
+        "changes": [_shape(at) for at in changes],
+    }
+
+
+def write_times(session: Session, collection_id: int, after_seq: int) -> list[datetime]:
+    """When the test's new subjects, their faces and the changes after ``after_seq`` say they were written."""
+    new_subjects = select(Subject.id).where(
+        Subject.collection_id == collection_id, Subject.external_id != "cat"
+    )
+    queries = (
+        select(Face.created_at).where(Face.subject_id.in_(new_subjects)),
+        select(Subject.created_at).where(Subject.id.in_(new_subjects)),
+        select(ChangeLog.at).where(ChangeLog.collection_id == collection_id, ChangeLog.seq > after_seq),
+    )
+    return [at for query in queries for at in session.scalars(query)]
+
+
+def _text(column: Any) -> ColumnElement[str]:
+    return cast(column, String)
+
+
+def _shape(stored: str) -> str:
+    return re.sub(r"\d+", "9", stored)
