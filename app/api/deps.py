@@ -1,5 +1,10 @@
 """Dependencies shared by the routers: the loaded services, the request's transaction, the caller.
 
+FastAPI runs a plain ``def`` dependency in its thread pool, one hand-off per
+dependency per request; those that only read the request are ``async def``
+and run on the event loop. Authentication and the session stay plain: they
+may wait on the database.
+
 Gallery routes exist twice, unprefixed (acting on ``default``) and under
 ``/collections/{collection_id}``; each router module builds its routes for a
 ``TargetDependency`` that yields the collection and the caller. No ``from
@@ -34,20 +39,24 @@ def collection_target(role: Role, *, from_path: bool) -> TargetDependency:
     """A dependency naming the request's collection: the path's, or ``default``; the caller needs ``role``."""
     if from_path:
 
-        def from_route(
+        async def from_route(
             principal: Annotated[Principal, Depends(_REQUIRE[role])], collection_id: CollectionPath
         ) -> Target:
             return Target(collection_id, principal)
 
         return from_route
 
-    def default(principal: Annotated[Principal, Depends(_REQUIRE[role])]) -> Target:
+    async def default(principal: Annotated[Principal, Depends(_REQUIRE[role])]) -> Target:
         return Target(DEFAULT_COLLECTION, principal)
 
     return default
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    return _services(request)
+
+
+def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -60,7 +69,7 @@ def get_session(request: Request) -> Iterator[Session]:
     registered with ``after_commit`` (the index catching up with this
     request's own change) runs right after the commit.
     """
-    session = get_services(request).session_factory()
+    session = _services(request).session_factory()
     try:
         yield session
         session.commit()

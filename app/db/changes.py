@@ -108,6 +108,14 @@ def changes_since(session: Session, seq: int, limit: int | None = None) -> list[
     return list(session.scalars(query))
 
 
+def faces_removed_since(session: Session, seq: int) -> set[int]:
+    """Ids of the faces removed after ``seq``: one column of the few rows a search must know about."""
+    query = select(ChangeLog.face_id).where(
+        ChangeLog.seq > seq, ChangeLog.op == "remove", ChangeLog.face_id.is_not(None)
+    )
+    return {face_id for face_id in session.scalars(query) if face_id is not None}
+
+
 def collection_changes_between(
     session: Session, collection_id: int, after: int, upto: int, limit: int | None = None
 ) -> list[ChangeLog]:

@@ -36,7 +36,12 @@ from sqlalchemy.orm import Session
 
 from app.core.logging import log_event
 from app.core.settings import Settings
-from app.db.changes import changes_since, collection_changes_between, current_change_seq
+from app.db.changes import (
+    changes_since,
+    collection_changes_between,
+    current_change_seq,
+    faces_removed_since,
+)
 from app.db.collections import all_collections, collection_models, get_collection_by_id
 from app.db.faces import iter_embedding_batches, load_embeddings
 from app.db.models import ChangeLog
@@ -253,11 +258,7 @@ class IndexFollower(SnapshotSharing):
 
     def removed_since_sync(self, session: Session) -> set[int]:
         """Faces removed after ``applied_seq``: what a search must not return yet."""
-        return {
-            change.face_id
-            for change in changes_since(session, self.applied_seq)
-            if change.op == "remove" and change.face_id is not None
-        }
+        return faces_removed_since(session, self.applied_seq)
 
     def seconds_since_sync(self) -> float | None:
         return None if self.last_synced_at is None else time.monotonic() - self.last_synced_at

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import AppError, NoFaceDetected, SubjectHasNoFaces, SubjectNotFound
 from app.core.logging import log_event
 from app.db.embeddings import bytes_to_embedding
-from app.db.faces import faces_with_subjects, list_faces
+from app.db.faces import face_labels, list_faces
 from app.db.models import Collection
 from app.db.subjects import get_subject_by_external_id
 from app.eval.decision_score import decision_score_of, statistic_name, subjects_needed
@@ -209,21 +209,17 @@ def _public_candidates(session: Session, candidates: list[Candidate]) -> list[Id
     """Index ids → public ids; a face deleted since the search began is dropped."""
     # On PostgreSQL each statement sees the latest commits: a face or its subject
     # can vanish between the search and this read.
-    stored = faces_with_subjects(session, [candidate.face_id for candidate in candidates])
-    public: list[IdentifyCandidate] = []
-    for candidate in candidates:
-        if candidate.face_id not in stored:
-            continue
-        face, subject = stored[candidate.face_id]
-        public.append(
-            IdentifyCandidate(
-                subject_id=subject.external_id,
-                name=subject.name,
-                similarity=float(candidate.similarity),
-                face_id=face.public_id,
-            )
+    labels = face_labels(session, [candidate.face_id for candidate in candidates])
+    return [
+        IdentifyCandidate(
+            subject_id=label.subject_external_id,
+            name=label.subject_name,
+            similarity=float(candidate.similarity),
+            face_id=label.public_id,
         )
-    return public
+        for candidate in candidates
+        if (label := labels.get(candidate.face_id)) is not None
+    ]
 
 
 def _verify_threshold(services: Services, session: Session, collection: Collection) -> float:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import ModelPackError
 from app.core.logging import log_event
 from app.db.audit import list_audit_by_action, write_audit
-from app.db.stored_settings import get_setting, set_setting
+from app.db.stored_settings import get_setting, get_settings, set_setting
 from app.eval.decision_score import RAW_SIMILARITY, statistic_name
 from app.pipeline.manifest import DecisionScore, ModelManifest
 
@@ -154,9 +154,10 @@ def operating_thresholds(
     session: Session, collection_id: int, defaults: OperatingThresholds
 ) -> OperatingThresholds:
     """The collection's values in force; ``defaults`` stand in for a key missing from the table."""
+    stored = get_settings(session, collection_id, (VERIFY_KEY, IDENTIFY_KEY))
     return OperatingThresholds(
-        verify=float(get_setting(session, collection_id, VERIFY_KEY, defaults.verify)),
-        identify=float(get_setting(session, collection_id, IDENTIFY_KEY, defaults.identify)),
+        verify=float(stored.get(VERIFY_KEY, defaults.verify)),
+        identify=float(stored.get(IDENTIFY_KEY, defaults.identify)),
         identify_statistic=defaults.identify_statistic,
     )
 

@@ -7,7 +7,7 @@ import threading
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from app.db.changes import changes_since, current_change_seq
+from app.db.changes import changes_since, current_change_seq, faces_removed_since
 from app.db.faces import count_faces, delete_face
 from app.db.models import ChangeLog, Face
 from app.db.session import begin_write, create_engine_for, make_session_factory, upgrade_database
@@ -36,6 +36,21 @@ def test_every_add_and_remove_advances_the_counter_in_order(session: Session) ->
     assert [c.face_id for c in changes_since(session, after_first)] == [second.id, first.id]
     assert changes_since(session, after_delete) == []
     assert len(changes_since(session, start, limit=2)) == 2
+
+
+def test_faces_removed_since_a_seq_are_the_removals_after_it(session: Session) -> None:
+    subject, _ = get_or_create_subject(session, default_id(session), "hedda")
+    kept, first, second = (add_test_face(session, subject, image=image) for image in (b"k", b"1", b"2"))
+    start = current_change_seq(session)
+    delete_face(session, first)
+    after_first = current_change_seq(session)
+    add_test_face(session, subject, image=b"3")  # an add after the seq is not a removal
+    delete_face(session, second)
+
+    assert faces_removed_since(session, start) == {first.id, second.id}
+    assert faces_removed_since(session, after_first) == {second.id}
+    assert faces_removed_since(session, current_change_seq(session)) == set()
+    assert kept.id not in faces_removed_since(session, 0)
 
 
 def test_a_duplicate_writes_no_change(session: Session) -> None:
