@@ -12,7 +12,7 @@ __future__ import annotations`` here: FastAPI reads the annotations of the
 dependencies ``collection_target`` makes, and they name its arguments.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -29,7 +29,7 @@ require_client = require_role("client")
 require_admin = require_role("admin")
 _REQUIRE: dict[Role, Callable[..., Principal]] = {"client": require_client, "admin": require_admin}
 
-TargetDependency = Callable[..., Target]
+TargetDependency = Callable[..., Awaitable[Target]]
 CollectionPath = Annotated[
     str, Path(min_length=1, max_length=255, description="a collection's `collection_id`")
 ]
