@@ -116,6 +116,8 @@ class QuantCalibration(BaseModel):
     ranges_file: str
     ranges_sha256: str
     source_sha256: str = Field(description="the fp32 graph the ranges were measured on")
+    # Models built before weights kept to 7 bits read as 8, and are rebuilt.
+    weight_bits: int = Field(default=8, ge=2, le=8, description="bits of each int8 weight in use")
 
 
 class ModelManifest(BaseModel):
