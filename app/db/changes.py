@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.bulk_insert import insert_many
-from app.db.models import ChangeLog, ChangeOp, Collection
+from app.db.models import ChangeLog, ChangeOp, Collection, Face
 
 _CHANGE_LOCK_KEY = 0x66726563_63686E67  # "frecchng"
 # session.info key: the transaction that holds the lock, so it is taken once per transaction.
@@ -49,18 +48,33 @@ def record_changes(
     _advance(session, collection_id, rows[-1].seq)
 
 
-def record_changes_bulk(
-    session: Session, op: ChangeOp, collection_id: int, faces: Sequence[tuple[int, int]]
-) -> None:
-    """``record_changes`` for thousands of faces: one executemany, the same rows (one ``at`` for all)."""
-    if not faces:
-        return
-    table: Table = ChangeLog.__table__  # type: ignore[assignment]
-    insert_many(  # executemany, without RETURNING: the drivers' fast path
-        session,
-        table,
-        {"face_id": [face_id for face_id, _ in faces], "subject_id": [subject_id for _, subject_id in faces]},
-        {"op": op, "collection_id": collection_id, "at": utcnow()},
+def record_new_faces(session: Session, collection_id: int, model_name: str, after_face_id: int) -> None:
+    """Log an "add" for each face of the collection and model above ``after_face_id``, in id order.
+
+    What ``record_changes`` writes for the faces a bulk write has just
+    inserted (one ``at`` for all), as one INSERT ... SELECT: the rows never
+    pass through Python or the driver. Call after ``lock_change_log``, which
+    keeps any other writer's faces out of the range.
+    """
+    faces: Table = Face.__table__  # type: ignore[assignment]
+    changes: Table = ChangeLog.__table__  # type: ignore[assignment]
+    new_faces = (
+        select(
+            literal("add", changes.c.op.type),
+            faces.c.collection_id,
+            faces.c.id,
+            faces.c.subject_id,
+            literal(utcnow(), changes.c.at.type),
+        )
+        .where(
+            faces.c.collection_id == collection_id,
+            faces.c.model_name == model_name,
+            faces.c.id > after_face_id,
+        )
+        .order_by(faces.c.id)  # seq follows face id, as when each face is logged as it is added
+    )
+    session.execute(
+        insert(changes).from_select(["op", "collection_id", "face_id", "subject_id", "at"], new_faces)
     )
     # Under the lock no other writer interleaves: the collection's newest change is the last row.
     newest = session.scalar(

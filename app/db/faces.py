@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.bulk_insert import insert_many
-from app.db.changes import lock_change_log, record_changes, record_changes_bulk
+from app.db.changes import lock_change_log, record_changes, record_new_faces
 from app.db.embeddings import embedding_to_bytes
 from app.db.models import Face, Subject
 
@@ -180,13 +180,11 @@ def add_faces_bulk(
             "created_at": now,
         }
         columns = _face_columns(kept, [blobs[position] for position in positions], owners)
-        new_ids = _insert_faces(session, columns, constants)
-        changes = []
+        before = session.scalar(select(func.max(Face.id))) or 0
+        new_ids = _insert_faces(session, columns, constants, before)
         for position, template, subject_id in zip(positions, kept, owners, strict=True):
-            face_id = new_ids[subject_id, template.image_sha256]
-            face_ids[position] = face_id
-            changes.append((face_id, subject_id))
-        record_changes_bulk(session, "add", collection_id, changes)
+            face_ids[position] = new_ids[subject_id, template.image_sha256]
+        record_new_faces(session, collection_id, model_name, before)
     return BulkAdded(
         face_ids, [name for name in dict.fromkeys(t.subject_id for t in templates) if name in created]
     )
@@ -243,15 +241,14 @@ def _ensure_subjects(
 
 
 def _insert_faces(
-    session: Session, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any]
+    session: Session, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any], before: int
 ) -> dict[tuple[int, str], int]:
     """Insert the rows of one collection and model; their new ids by (subject, sha256), which names a row.
 
     A plain executemany, the drivers' fast path (RETURNING makes psycopg parse
-    one huge statement per page). The new ids are all above the largest id
-    before: a sequence never goes back.
+    one huge statement per page). The new ids are all above ``before``, the
+    largest id before: a sequence never goes back.
     """
-    before = session.scalar(select(func.max(Face.id))) or 0
     insert_many(session, _table(Face), columns, constants)
     inserted = session.execute(
         select(Face.subject_id, Face.image_sha256, Face.id).where(

@@ -1,11 +1,16 @@
-"""Face templates: duplicates, embeddings read back bit for bit (one by one and in bulk), ids never reused."""
+"""Face templates: duplicates, embeddings read back bit for bit (one by one and in bulk), ids never reused.
+
+Bulk writes log each new face once, in id order.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db.changes import changes_since, current_change_seq
 from app.db.faces import (
     NewTemplate,
     add_faces_bulk,
@@ -17,6 +22,7 @@ from app.db.faces import (
     list_faces,
     load_embeddings,
 )
+from app.db.models import Face
 from app.db.subjects import get_or_create_subject, get_subject_by_external_id
 from tests.db.factories import (
     MODEL,
@@ -118,6 +124,20 @@ def test_a_bulk_write_stores_each_embedding_bit_for_bit_whatever_its_size(sessio
     for batch, embedding in zip(batches, embeddings, strict=True):
         assert batch is not None
         np.testing.assert_array_equal(batch.vectors[0], embedding)
+
+
+def test_a_bulk_write_logs_each_new_face_once_in_id_order(session: Session) -> None:
+    before = session.scalar(select(func.max(Face.id))) or 0
+    seq = current_change_seq(session)
+    templates = [  # subjects interleaved: id order is the templates' order, not the subjects'
+        NewTemplate(f"s{n % 7}", unit_vector(n), (0.0, 0.0, 1.0, 1.0), 0.9, 0.5, sha256(b"%d" % n))
+        for n in range(2_500)
+    ]
+    result = add_faces_bulk(session, default_id(session), templates, model_name=MODEL, model_version="1")
+    faces = session.execute(select(Face.id, Face.subject_id).where(Face.id > before).order_by(Face.id)).all()
+    assert [face_id for face_id, _ in faces] == result.face_ids
+    changes = changes_since(session, seq)
+    assert [(c.op, c.face_id, c.subject_id) for c in changes] == [("add", *face) for face in faces]
 
 
 @pytest.mark.parametrize(
