@@ -16,7 +16,7 @@ from app.db.base import utcnow
 from app.db.bulk_insert import insert_many
 from app.db.changes import lock_change_log, record_changes, record_new_faces
 from app.db.embeddings import embedding_to_bytes
-from app.db.models import Face, Subject
+from app.db.models import Face, Subject, new_public_ids
 
 Box = tuple[float, float, float, float]
 T = TypeVar("T")
@@ -298,11 +298,11 @@ def _face_columns(
 ) -> dict[str, list[Any]]:
     """The ``faces`` columns ``add_face`` writes that differ from template to template.
 
-    ``public_id`` is left to its column default; the batch's collection,
-    model and time are the same in every row.
+    The batch's collection, model and time are the same in every row.
     """
     crops = [t.crop for t in templates]
     return {
+        "public_id": new_public_ids(len(templates)),
         "subject_id": list(subject_ids),
         "embedding": list(blobs),
         "embedding_dim": [len(data) // 4 for data in blobs],

@@ -39,8 +39,8 @@ ChangeOp = Literal["add", "remove", "drop", "rebuild"]
 DEFAULT_COLLECTION = "default"
 
 
-def _new_public_id() -> str:
-    """32 lowercase hex digits: the Unix time in milliseconds (48 bits), then 80 random bits.
+def new_public_ids(count: int) -> list[str]:
+    """``count`` new ``Face.public_id`` values, 32 lowercase hex digits: Unix ms (48 bits), 80 random bits.
 
     Time first, so a new id sorts after the ones before it and an insert
     touches the right edge of ``faces.public_id``'s unique index: with
@@ -48,9 +48,16 @@ def _new_public_id() -> str:
     The 80 bits from ``secrets`` keep the id unguessable. Not a UUIDv7
     (its version and variant bits would leave 74 random ones); the same
     shape as the ``uuid4().hex`` ids stored before, which stay valid.
-    The time it tells is the face's ``created_at``, public already.
+    The time it tells is the face's ``created_at``, public already. A bulk
+    write's ids share one time and one read of randomness.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+    millis = f"{time.time_ns() // 1_000_000:012x}"
+    random_digits = secrets.token_hex(10 * count)
+    return [millis + random_digits[start : start + 20] for start in range(0, 20 * count, 20)]
+
+
+def _new_public_id() -> str:
+    return new_public_ids(1)[0]
 
 
 class Collection(Base):
