@@ -182,8 +182,8 @@ def add_faces_bulk(
         columns = _face_columns(kept, [blobs[position] for position in positions], owners)
         before = session.scalar(select(func.max(Face.id))) or 0
         new_ids = _insert_faces(session, columns, constants, before)
-        for position, template, subject_id in zip(positions, kept, owners, strict=True):
-            face_ids[position] = new_ids[subject_id, template.image_sha256]
+        for position, face_id in zip(positions, new_ids, strict=True):
+            face_ids[position] = face_id
         record_new_faces(session, collection_id, model_name, before)
     return BulkAdded(
         face_ids, [name for name in dict.fromkeys(t.subject_id for t in templates) if name in created]
@@ -242,22 +242,31 @@ def _ensure_subjects(
 
 def _insert_faces(
     session: Session, columns: Mapping[str, Sequence[Any]], constants: Mapping[str, Any], before: int
-) -> dict[tuple[int, str], int]:
-    """Insert the rows of one collection and model; their new ids by (subject, sha256), which names a row.
+) -> list[int]:
+    """Insert the rows of one collection and model; their new ids, in the order of the rows.
 
     A plain executemany, the drivers' fast path (RETURNING makes psycopg parse
-    one huge statement per page). The new ids are all above ``before``, the
-    largest id before: a sequence never goes back.
+    one huge statement per page). A sequence only goes up, and under the
+    change-log lock no other writer adds faces: the new ids are the ones
+    above ``before``, the largest id before, in the order the rows went in.
+    Read from the (collection, model, id) index alone, not the rows.
     """
     insert_many(session, _table(Face), columns, constants)
-    inserted = session.execute(
-        select(Face.subject_id, Face.image_sha256, Face.id).where(
-            Face.id > before,
-            Face.collection_id == constants["collection_id"],
-            Face.model_name == constants["model_name"],
+    new_ids = list(
+        session.scalars(
+            select(Face.id)
+            .where(
+                Face.collection_id == constants["collection_id"],
+                Face.model_name == constants["model_name"],
+                Face.id > before,
+            )
+            .order_by(Face.id)
         )
     )
-    return {(subject_id, sha): face_id for subject_id, sha, face_id in inserted}
+    count = len(columns["subject_id"])
+    if len(new_ids) != count:
+        raise RuntimeError(f"{count} faces inserted, {len(new_ids)} found: another writer added faces")
+    return new_ids
 
 
 def _subject_ids(session: Session, collection_id: int, external_ids: Sequence[str]) -> dict[str, int]:
