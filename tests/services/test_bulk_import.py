@@ -379,7 +379,8 @@ def test_add_faces_bulk_writes_the_rows_add_face_writes(session: Session) -> Non
     rows = session.execute(select(Face.id, Face.public_id).where(Face.collection_id == bulk)).all()
     assert [face_id for face_id, _ in rows[1:]] == [f for f in result.face_ids if f is not None]
     public_ids = session.scalars(select(Face.public_id).where(Face.collection_id.in_([one_by_one, bulk])))
-    assert all(re.fullmatch("[0-9a-f]{32}", public_id) for public_id in public_ids)  # time-ordered; the uuid4().hex ids stored before have this shape too
+    # Time-ordered ids; the uuid4().hex ids stored before have this shape too.
+    assert all(re.fullmatch("[0-9a-f]{32}", public_id) for public_id in public_ids)
     for collection_id in (one_by_one, bulk):
         times = write_times(session, collection_id, seqs[collection_id])
         assert len(times) == 3 + 2 + 3  # the new faces, subjects and changes
