@@ -35,8 +35,9 @@ from sqlalchemy import make_url
 from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
+from app.db.bulk_faces import NewTemplate, add_faces_bulk
 from app.db.collections import get_collection
-from app.db.faces import NewTemplate, add_face, add_faces_bulk, count_faces
+from app.db.faces import add_face, count_faces
 from app.db.models import DEFAULT_COLLECTION
 from app.db.session import create_engine_for, make_session_factory, upgrade_database
 from app.db.subjects import get_or_create_subject

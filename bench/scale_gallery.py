@@ -25,8 +25,8 @@ from scale_report import InsertResults
 
 from app.core.arrays import FloatArray, IntArray
 from app.core.settings import Settings
+from app.db.bulk_faces import NewTemplate, add_faces_bulk
 from app.db.collections import ensure_default_collection
-from app.db.faces import NewTemplate, add_faces_bulk
 from app.db.session import (
     begin_write,
     create_engine_for,

@@ -45,7 +45,7 @@ from app.core.errors import (
 from app.core.logging import log_event
 from app.core.settings import Settings
 from app.db.audit import write_audit
-from app.db.faces import NewTemplate, add_faces_bulk, stored_images
+from app.db.bulk_faces import NewTemplate, add_faces_bulk, stored_images
 from app.pipeline.decode import IMAGE_SUFFIXES
 from app.pipeline.pipelines import Pipelines
 from app.pipeline.runner import InferenceRunner

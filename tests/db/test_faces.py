@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db.bulk_faces import NewTemplate, add_faces_bulk
 from app.db.changes import changes_since, current_change_seq
 from app.db.faces import (
-    NewTemplate,
-    add_faces_bulk,
     count_faces,
     delete_face,
     get_face_by_public_id,

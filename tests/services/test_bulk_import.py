@@ -29,9 +29,10 @@ from app.cli import main
 from app.core.errors import CollectionMoving
 from app.core.settings import Settings
 from app.db.base import utcnow
+from app.db.bulk_faces import NewTemplate, add_faces_bulk
 from app.db.changes import changes_since
 from app.db.collections import create_collection, get_collection
-from app.db.faces import NewTemplate, StoredCrop, add_face, add_faces_bulk
+from app.db.faces import StoredCrop, add_face
 from app.db.models import ChangeLog, Collection, Face, Subject
 from app.db.subjects import get_or_create_subject
 from app.pipeline.runner import AnalyzedImage, InferenceRunner
