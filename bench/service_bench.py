@@ -43,6 +43,7 @@ from service_report import SECTION, ServiceResults, render
 from service_server import inference_slots, running_server
 from service_workload import choose_workload, insert_gallery, split_lfw
 
+from app.cli.service import default_workers
 from app.core.settings import Settings
 
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "bench"
@@ -67,7 +68,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--time-cap", type=float, default=None, help="seconds per level before it stops (180; 60)"
     )
-    parser.add_argument("--workers", type=int, default=1, help="`facerec serve --workers`")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="`facerec serve --workers` (default: serve's own default)"
+    )
     parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW root (one folder per person)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where LFW embeddings are kept")
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for /ready")
@@ -76,6 +79,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.gallery = args.gallery or (1000 if args.quick else 10_000)
     args.requests = args.requests or ([8, 16, 32] if args.quick else [40, 80, 160])
     args.time_cap = args.time_cap or (60.0 if args.quick else 180.0)
+    args.workers = args.workers or default_workers(Settings())
     if len(args.requests) != len(args.clients):
         parser.error("give one --requests count per --clients level")
     return args

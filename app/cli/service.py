@@ -3,22 +3,57 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import Final
 
 from app.cli.common import at_least_one, database_session, settings_from_args, when
 from app.core.settings import Settings
 
-if TYPE_CHECKING:
-    pass
+# `facerec serve` without --workers runs one worker process per core, up to this
+# many. One process on 2 cores answered /identify ~15% slower at 16 clients than
+# two (its request threads queue for one interpreter lock; docs/benchmarks.md);
+# each further worker holds its own models and buffers (~200-270 MiB), so past
+# a few cores each worker runs several inference slots instead.
+DEFAULT_MAX_WORKERS: Final = 4
+
+
+def default_workers(settings: Settings, cores: int | None = None) -> int:
+    """How many worker processes `facerec serve` runs when --workers is not given.
+
+    One per core up to ``DEFAULT_MAX_WORKERS``; one with a Milvus Lite file,
+    which a single process may open.
+    """
+    if is_milvus_lite(settings.index_url):
+        return 1
+    return max(1, min(cores or os.cpu_count() or 1, DEFAULT_MAX_WORKERS))
+
+
+def is_milvus_lite(index_url: str | None) -> bool:
+    """Whether ``FACEREC_INDEX_URL`` names a Milvus Lite file (pymilvus's rule: a path ending in .db)."""
+    return bool(index_url) and str(index_url).endswith(".db")
+
+
+def serve_workers(requested: int | None, settings: Settings) -> int:
+    """``--workers`` as given, or ``default_workers``; refuses several on a Milvus Lite file."""
+    if requested is None:
+        return default_workers(settings)
+    if requested > 1 and is_milvus_lite(settings.index_url):
+        raise SystemExit(
+            f"--workers {requested}: the Milvus Lite file {settings.index_url} can be opened by one process "
+            "only; run one worker, or point FACEREC_INDEX_URL at a Milvus server"
+        )
+    return requested
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP service with uvicorn; the database is prepared once, before any worker starts."""
     import logging
-    import os
 
-    settings = settings_from_args(args).model_copy(update={"worker_processes": args.workers})
+    settings = settings_from_args(args)
+    args.workers = serve_workers(args.workers, settings)
+    settings = settings.model_copy(update={"worker_processes": args.workers})
+    print(f"serving with {args.workers} worker process(es)", file=sys.stderr)
     if args.workers > 1:
         # Set before anything imports prometheus_client (it reads PROMETHEUS_MULTIPROC_DIR at
         # import), and before uvicorn spawns the workers, which inherit this environment.
@@ -125,7 +160,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
-        "--workers", type=at_least_one, default=1, help="worker processes (each loads the models)"
+        "--workers",
+        type=at_least_one,
+        default=None,
+        help=f"worker processes, each loading the models (default: one per core, at most "
+        f"{DEFAULT_MAX_WORKERS}; one with a Milvus Lite file)",
     )
     serve.set_defaults(func=cmd_serve)
 

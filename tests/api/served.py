@@ -53,8 +53,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(folder: Path, models_dir: Path, workers: int, settings: dict[str, str]) -> Server:
+def start_server(folder: Path, models_dir: Path, workers: int | None, settings: dict[str, str]) -> Server:
     """`facerec serve --workers N` on a free port, its data folder in ``folder``, with these settings.
+
+    ``workers`` None leaves --workers out: serve's own default.
 
     Nothing configured for this machine's service leaks in. The server runs
     in a session of its own, so a kill reaches uvicorn's workers too.
@@ -65,7 +67,8 @@ def start_server(folder: Path, models_dir: Path, workers: int, settings: dict[st
     command = [
         str(FACEREC),
         *("--models-dir", str(models_dir), "serve"),
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
+        *("--host", "127.0.0.1", "--port", str(port)),
+        *(() if workers is None else ("--workers", str(workers))),
     ]
     log_path = folder / f"server-{port}.log"
     with log_path.open("wb") as log:
