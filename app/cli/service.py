@@ -26,12 +26,12 @@ def default_workers(settings: Settings, cores: int | None = None) -> int:
     """
     if is_milvus_lite(settings.index_url):
         return 1
-    return max(1, min(cores or os.cpu_count() or 1, DEFAULT_MAX_WORKERS))
+    return min(cores or os.cpu_count() or 1, DEFAULT_MAX_WORKERS)
 
 
 def is_milvus_lite(index_url: str | None) -> bool:
     """Whether ``FACEREC_INDEX_URL`` names a Milvus Lite file (pymilvus's rule: a path ending in .db)."""
-    return bool(index_url) and str(index_url).endswith(".db")
+    return index_url is not None and index_url.endswith(".db")
 
 
 def serve_workers(requested: int | None, settings: Settings) -> int:
@@ -51,10 +51,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     settings = settings_from_args(args)
-    args.workers = serve_workers(args.workers, settings)
-    settings = settings.model_copy(update={"worker_processes": args.workers})
-    print(f"serving with {args.workers} worker process(es)", file=sys.stderr)
-    if args.workers > 1:
+    workers = serve_workers(args.workers, settings)
+    settings = settings.model_copy(update={"worker_processes": workers})
+    print(f"serving with {workers} worker process(es)", file=sys.stderr)
+    if workers > 1:
         # Set before anything imports prometheus_client (it reads PROMETHEUS_MULTIPROC_DIR at
         # import), and before uvicorn spawns the workers, which inherit this environment.
         os.environ.update(worker_environment(args, settings))
@@ -68,13 +68,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if admin_key is not None:
         print(f"first admin API key (shown once, store it now): {admin_key}", file=sys.stderr)
     log_level = settings.log_level.lower()
-    if args.workers > 1:
+    if workers > 1:
         uvicorn.run(
             "app.main:create_app",
             factory=True,
             host=args.host,
             port=args.port,
-            workers=args.workers,
+            workers=workers,
             log_level=log_level,
         )
     else:
@@ -106,7 +106,7 @@ def worker_environment(args: argparse.Namespace, settings: Settings) -> dict[str
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     environment = {
-        "FACEREC_WORKER_PROCESSES": str(args.workers),
+        "FACEREC_WORKER_PROCESSES": str(settings.worker_processes),
         "FACEREC_MIGRATE_ON_START": "false",
         # prometheus_client's own variable (app.core.prometheus.MULTIPROC_DIR_ENV), spelled out
         # here so that nothing imports prometheus_client before it is set.

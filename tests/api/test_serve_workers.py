@@ -15,13 +15,11 @@ from tests.api.served import FACEREC, Server, start_server, wait_until_ready
 
 # uvicorn's line as each serving process starts (the parent of several workers logs another).
 STARTED = "Started server process"
+CAP = DEFAULT_MAX_WORKERS
 
 
 def log(server: Server) -> str:
     return server.log_path.read_text(errors="replace")
-
-
-CAP = DEFAULT_MAX_WORKERS
 
 
 @pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 2), (CAP, CAP), (64, CAP)])
