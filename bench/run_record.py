@@ -48,8 +48,15 @@ def cpu_model() -> str:
 
 
 def command_line(argv: list[str]) -> str:
-    """The command that ran this benchmark, as a reader would type it from the repository root."""
-    return f".venv/bin/python {shlex.join([os.path.relpath(sys.argv[0], REPO_ROOT), *argv])}"
+    """The command that ran this benchmark, as a reader would type it from the repository root,
+    led by the ``FACEREC_`` settings it ran under (they change what is measured)."""
+    settings = [
+        f"{name}={shlex.quote(value)}"
+        for name, value in sorted(os.environ.items())
+        if name.startswith("FACEREC_")
+    ]
+    script = shlex.join([os.path.relpath(sys.argv[0], REPO_ROOT), *argv])
+    return " ".join([*settings, ".venv/bin/python", script])
 
 
 def timestamp() -> str:
