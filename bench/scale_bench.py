@@ -59,6 +59,7 @@ from scale_report import (
     render,
 )
 from scale_search import (
+    FAISS_PASSES,
     compare,
     database_batches,
     load_snapshot,
@@ -85,7 +86,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, nargs="+", default=[100_000, 1_000_000], help="template counts")
-    parser.add_argument("--runs", type=int, default=3, help="server starts and index-only passes, each")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="server starts per kind; Milvus Lite's index-only passes"
+    )
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8], help="/identify concurrency levels")
     parser.add_argument("--requests", type=int, default=300, help="/identify requests per level")
     parser.add_argument("--time-cap", type=float, default=300.0, help="seconds per level before it stops")
@@ -219,8 +222,7 @@ class SizeBench:
             first_starts=first,
             restarts=restarts,
             restarts_two_workers=two,
-            index_only=time_single_queries(index, probes, self.args.runs),
-            index_only_one_thread=time_single_queries(index, probes, self.args.runs, threads=1),
+            index_only=time_single_queries(index, probes, FAISS_PASSES),
             snapshot=snapshot,
             insert=None,
         )
@@ -251,7 +253,6 @@ class SizeBench:
             restarts=restarts,
             restarts_two_workers=[],  # Milvus Lite serves one process only
             index_only=index_only,
-            index_only_one_thread=None,
             snapshot=None,
             insert=insert,
         )

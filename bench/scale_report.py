@@ -53,7 +53,6 @@ class IndexOnlyPass(TypedDict):
 class IndexOnly(TypedDict):
     queries: int  # probe embeddings, each searched alone
     top_n: int  # distinct subjects per query, as /identify asks
-    threads: int  # FAISS's OpenMP threads (a worker's: FAISS's default)
     passes: list[IndexOnlyPass]
 
 
@@ -76,7 +75,6 @@ class EngineResults(TypedDict):
     restarts: list[ServerRun]  # index from the snapshot (or the Milvus collection), 1 worker
     restarts_two_workers: list[ServerRun]
     index_only: IndexOnly
-    index_only_one_thread: IndexOnly | None  # FAISS only: the same with one OpenMP thread
     snapshot: Snapshot | None  # FAISS only
     insert: InsertResults | None  # Milvus only: MilvusFaceIndex.add of every template, in process
 
@@ -106,7 +104,7 @@ class SizeResults(TypedDict):
     date: str  # ISO 8601, local offset
     machine: Machine  # load average when the size's work began and ended
     wall_s: float  # the whole size, generation to the last measurement
-    runs: int  # server starts (and index-only passes) per measurement
+    runs: int  # server starts per measurement (and Milvus Lite's index-only passes)
     model: dict[str, Any]  # name, version, dim, metric
     templates: int
     real_people: int
@@ -141,8 +139,8 @@ def render(results: ScaleResults) -> str:
         "",
         "### Figures",
         "",
-        f"Medians over {' or '.join(sorted({str(s['runs']) for s in sizes}))} server starts (or "
-        "index-only passes) per cell; memory after the `/identify` levels.",
+        f"Medians over {' or '.join(sorted({str(s['runs']) for s in sizes}))} server starts per cell "
+        "(index only: over its passes, listed below it); memory after the `/identify` levels.",
         "",
         *figures(sizes),
         "",
@@ -259,9 +257,8 @@ def two_workers_over_one(engine: EngineResults) -> float | None:
     return None if one is None or two is None else two - one
 
 
-def index_only(engine: EngineResults, key: PassField, one_thread: bool = False) -> float | None:
-    timed = engine["index_only_one_thread"] if one_thread else engine["index_only"]
-    return None if timed is None else median([p[key] for p in timed["passes"]])
+def index_only(engine: EngineResults, key: PassField) -> float | None:
+    return median([p[key] for p in engine["index_only"]["passes"]])
 
 
 def accuracy_of(size: SizeResults, engine: str) -> Accuracy | None:
@@ -452,8 +449,8 @@ def figures(sizes: list[SizeResults]) -> list[str]:
             lambda s, e: pair(ms(index_only(e, "p50_ms")), ms(index_only(e, "p99_ms"))),
         ),
         row(
-            "... with one FAISS OpenMP thread instead of a worker's default (ms)",
-            lambda s, e: pair(ms(index_only(e, "p50_ms", True)), ms(index_only(e, "p99_ms", True))),
+            "index only: p99 of each pass (ms)",
+            lambda s, e: ", ".join(ms(p["p99_ms"]) for p in e["index_only"]["passes"]),
         ),
         row("recall@10 against flat: probes / stored templates", recall),
         row("mated probes in the top 10 subjects: this engine / flat / both", mates),
@@ -543,10 +540,10 @@ def notes(sizes: list[SizeResults]) -> list[str]:
         "level's requests alternate between the two servers in 5 blocks, so both see the same background "
         "load; the difference is taken per server start, then the median.",
         "- Index only: the snapshot loaded in the benchmark's process as a worker loads it (memory-mapped), "
-        "each probe embedding searched alone (`search_subjects(q, 11)`), every probe per pass. "
-        "A worker searches with FAISS's default OpenMP threads (one per core: "
-        f"{threads_note(sizes)}); the row below repeats the passes with one thread, since on a busy machine "
-        "an OpenMP team waits for whichever of its threads the scheduler has parked. "
+        "each probe embedding searched alone (`search_subjects(q, 11)`) with one FAISS OpenMP thread, as a "
+        "worker searches (`SEARCH_THREADS`: requests run side by side), every probe per pass; the cells "
+        "are medians over the passes, and the row below them gives each pass's p99, since one pass that "
+        "meets other work on the machine moves its p99 most. "
         "Recall@10: `search_templates` top 10 of the engine against flat's, on the probes and on "
         "stored templates (each one's own face left out). Milvus Lite is exact too (FLAT): its row checks "
         "agreement.",
@@ -557,11 +554,6 @@ def notes(sizes: list[SizeResults]) -> list[str]:
         if size["milvus_skipped"] is not None:
             lines.append(milvus_note(size, sizes))
     return lines
-
-
-def threads_note(sizes: list[SizeResults]) -> str:
-    counts = sorted({e["index_only"]["threads"] for s in sizes for e in s["engines"] if e["snapshot"]})
-    return ", ".join(str(n) for n in counts) + " here"
 
 
 def milvus_note(size: SizeResults, sizes: list[SizeResults]) -> str:

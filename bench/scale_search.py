@@ -15,7 +15,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import cast
 
-import faiss
 import numpy as np
 from scale_report import Accuracy, IndexOnly, IndexOnlyPass, InsertResults, IvfMeta, Snapshot
 
@@ -29,6 +28,7 @@ from app.index.snapshot import read_meta
 from app.pipeline.similarity import Metric
 
 TOP_N = 11  # what /identify asks the index for: the top subject and its cohort of 10
+FAISS_PASSES = 5  # index-only passes over the probes per FAISS kind (about 3,000 searches at 1M in 15 s)
 RECALL_K = 10
 
 
@@ -56,33 +56,28 @@ def load_snapshot(data_dir: Path, kind: str, dim: int, metric: Metric) -> tuple[
     return index, Snapshot(kind=index.kind, base_bytes=base.stat().st_size, ivf=ivf)
 
 
-def time_single_queries(index: SearchIndex, queries: FloatArray, passes: int, threads: int = 0) -> IndexOnly:
+def time_single_queries(index: SearchIndex, queries: FloatArray, passes: int) -> IndexOnly:
     """p50/p99 of ``search_subjects(q, TOP_N)`` per query, each pass over every query in turn.
 
-    ``threads``: FAISS's OpenMP threads meanwhile (0: as a worker has them, FAISS's default).
+    FAISS searches with the threads a worker's search has (``faiss_index.SEARCH_THREADS``:
+    one per query, whatever the process's OpenMP default).
     """
-    default = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads or default)
-    try:
-        index.search_subjects(queries[:5], TOP_N)  # warm: pages of a mapped base, lazy set-up
-        results = []
-        for _ in range(passes):
-            times = []
-            for query in queries:
-                began = time.perf_counter()
-                index.search_subjects(query[None], TOP_N)
-                times.append(1000 * (time.perf_counter() - began))
-            results.append(
-                IndexOnlyPass(p50_ms=float(np.percentile(times, 50)), p99_ms=float(np.percentile(times, 99)))
-            )
-            print(
-                f"  index only, {threads or default} thread(s): p50 {results[-1]['p50_ms']:.2f} "
-                f"p99 {results[-1]['p99_ms']:.2f} ms",
-                file=sys.stderr,
-            )
-    finally:
-        faiss.omp_set_num_threads(default)
-    return IndexOnly(queries=len(queries), top_n=TOP_N, threads=threads or default, passes=results)
+    index.search_subjects(queries[:5], TOP_N)  # warm: lazy set-up
+    results = []
+    for _ in range(passes):
+        times = []
+        for query in queries:
+            began = time.perf_counter()
+            index.search_subjects(query[None], TOP_N)
+            times.append(1000 * (time.perf_counter() - began))
+        results.append(
+            IndexOnlyPass(p50_ms=float(np.percentile(times, 50)), p99_ms=float(np.percentile(times, 99)))
+        )
+        print(
+            f"  index only: p50 {results[-1]['p50_ms']:.2f} p99 {results[-1]['p99_ms']:.2f} ms",
+            file=sys.stderr,
+        )
+    return IndexOnly(queries=len(queries), top_n=TOP_N, passes=results)
 
 
 def neighbours(index: SearchIndex, queries: FloatArray, own: IntArray | None) -> list[set[int]]:
