@@ -526,6 +526,8 @@ class FaceIndex:
             # Per-call parameters: setting index.hnsw.efSearch would race between threads.
             # (SearchParametersHNSW is missing from faiss's type stubs.)
             params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))  # type: ignore[attr-defined]
+        elif self.kind == "ivf":
+            params = ivf.search_parameters(k)
         similarities, labels = search_parts(
             self._base, self._delta, self._base_slots, queries, k, self.metric, params
         )

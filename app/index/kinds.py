@@ -2,7 +2,7 @@
 
 - ``flat``: exact search over every template. Best for small collections,
   and the reference the approximate kinds are measured against.
-- ``ivf``: an inverted file of 8-bit codes whose candidates are scored again
+- ``ivf``: an inverted file of 4-bit codes whose candidates are scored again
   on the exact vectors (``app.index.ivf``): trained on the collection's own
   templates, ``nprobe`` tuned at training for recall@10 against flat. Scores
   are exact, so thresholds read as with flat.
@@ -35,7 +35,7 @@ FAISS_METRIC = {
 }
 
 # The FAISS class an index of each kind is, and the flag that memory-maps it when read
-# from a file: the exact vectors (of every kind; ivf's 8-bit lists, a quarter of their
+# from a file: the exact vectors (of every kind; ivf's 4-bit lists, a sixteenth of their
 # size, are read into memory) stay in the page cache, shared by every worker process
 # that maps the same file.
 FAISS_CLASS: dict[str, type] = {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.index import FaceIndex, faiss_index, kinds
-from app.index.ivf import TARGET_RECALL, list_count
+from app.index.ivf import K_FACTOR, RERANK_MIN, TARGET_RECALL, list_count, search_parameters
 from app.pipeline.similarity import Metric
 from tests.index.gallery import Gallery, brute_force_subjects, brute_force_templates, make_gallery, recall
 
@@ -59,6 +59,13 @@ def test_trained_on_its_templates_and_tuned_for_recall(gallery: Gallery, metric:
     exact_similarities, exact_ids = brute_force_templates(gallery, metric, 1)
     same = ids[:, 0] == exact_ids[:, 0]
     np.testing.assert_allclose(similarities[same], exact_similarities[same], atol=1e-5)
+
+
+def test_a_shallow_search_re_ranks_as_many_candidates_as_a_deep_one() -> None:
+    # 4-bit codes blur near neighbours: a search for one face still scores RERANK_MIN exactly.
+    assert search_parameters(1).k_factor == RERANK_MIN
+    assert search_parameters(11).k_factor * 11 == pytest.approx(RERANK_MIN)
+    assert search_parameters(10 * RERANK_MIN).k_factor == K_FACTOR
 
 
 def test_too_small_for_ivf_is_flat_until_it_grows(gallery: Gallery, monkeypatch: pytest.MonkeyPatch) -> None:
