@@ -7,9 +7,9 @@ template's residual from its centroid is stored as product-quantiser codes,
 scans from SIMD registers (fast scan); a search scans the ``nprobe`` lists
 nearest the query, keeps ``K_FACTOR`` times the asked-for number of
 candidates (at least ``RERANK_MIN``), and scores those again on the exact
-vectors. Returned
-similarities are exact, so thresholds read as with flat; only a neighbour in
-an unvisited list, or ranked out by the codes' rounding, can be missed.
+vectors. Returned similarities are exact, so thresholds read as with flat;
+only a neighbour in an unvisited list, or ranked out by the codes' rounding,
+can be missed.
 
 ``nlist`` grows with the square root of the collection (about 2·sqrt(N), a
 power of two: 2,048 lists at 1M). K-means runs on ``TRAIN_PER_LIST``
