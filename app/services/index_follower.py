@@ -343,15 +343,17 @@ class IndexFollower(SnapshotSharing):
             self._drop(collection_id)
             return
         space = self._spaces(collection.model_name)
-        with self._indexes_lock:
-            self._models[collection_id] = collection.model_name
         if space is None:
             with self._indexes_lock:
+                self._models[collection_id] = collection.model_name
                 self._indexes.pop(collection_id, None)
             self._foreign.add(collection_id)
             return
         index = self._rebuilt(session, collection_id, collection.model_name, space, seq)
+        # The model and its index change together: a search that sees the new model
+        # name must find the new index, never the old model's vectors still in place.
         with self._indexes_lock:
+            self._models[collection_id] = collection.model_name
             self._indexes[collection_id] = index
         self._foreign.discard(collection_id)
         self._changed_at[collection_id] = seq
