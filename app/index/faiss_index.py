@@ -48,12 +48,13 @@ from app.index.faiss_build import BuildOptions, build_base, search_parts
 from app.index.inputs import checked_templates, last_occurrences, prepared_queries
 from app.index.kinds import MMAP_FLAG, IndexKind, KindSetting, kind_for, kind_threshold, new_flat
 from app.index.locks import ReadWriteLock
-from app.index.slots import SlotMap
+from app.index.slots import Slots, map_head
 from app.index.snapshot import (
     SnapshotContents,
     SnapshotError,
     load_index_snapshot,
     read_meta,
+    slots_file,
     write_base,
     write_snapshot,
 )
@@ -156,9 +157,7 @@ class FaceIndex:
         self._base_file: str | None = None  # the snapshot base file holding exactly this base
         self._mapped = False  # the base is that file, memory-mapped read-only: adds go to the delta
         self._delta: Any | None = None  # exact index of what was added after a mapped base
-        self._slot_face: IntArray = np.empty(0, dtype=np.int64)  # (S,) -1 where removed
-        self._slot_subject: IntArray = np.empty(0, dtype=np.int64)  # (S,)
-        self._slots = SlotMap(self._slot_face)
+        self._slots = Slots.of(np.empty(0, np.int64), np.empty(0, np.int64))
         self._dead = 0
 
     @classmethod
@@ -204,12 +203,12 @@ class FaceIndex:
     def face_ids(self) -> IntArray:
         """The live face ids, ascending."""
         with self._rw.read():
-            return np.sort(self._slot_face[self._slot_face >= 0])
+            return np.sort(self._slots.faces_at(self._slots.live_slots()))
 
     def subject_of(self, face_id: int) -> int | None:
         with self._rw.read():
-            slot = self._slots.find(int(face_id), self._slot_face)
-            return None if slot is None else int(self._slot_subject[slot])
+            slot = self._slots.find(int(face_id))
+            return None if slot is None else int(self._slots.subjects_at(np.array([slot]))[0])
 
     def add(self, face_ids: ArrayLike, subject_ids: ArrayLike, embeddings: ArrayLike) -> None:
         """Add (N,) face ids with (N,) subject ids and (N, D) embeddings; a present id is replaced."""
@@ -291,25 +290,32 @@ class FaceIndex:
     def save(self, path: Path, applied_seq: int | None = None) -> None:
         """Write the snapshot at ``path`` (``app.index.snapshot``); ``applied_seq`` defaults to the index's.
 
-        A base not yet on disk is written first; afterwards this process maps
-        it too (unless on a GPU), so its memory is the page cache's.
+        A base not yet on disk is written first, with its slots; afterwards
+        this process maps both too (unless on a GPU), so their memory is the
+        page cache's.
         """
         seq = self.applied_seq if applied_seq is None else applied_seq
         with self._writer:
             base_file = self._base_file
             if base_file is None:
                 with self._search_guard():
-                    base_file = write_base(path, self._cpu_base())
+                    base_file = write_base(path, self._cpu_base(), self._slots)
             with self._search_guard():
-                delta = self._delta_vectors()
+                delta_faces, delta_subjects = self._slots.tail_arrays(self._base_slots)
                 contents = SnapshotContents(
-                    self._meta(seq, base_file), self._slot_face.copy(), self._slot_subject.copy(), delta
+                    self._meta(seq, base_file),
+                    self._slots.removed_below(self._base_slots),
+                    delta_faces,
+                    delta_subjects,
+                    self._delta_vectors(),
                 )
             write_snapshot(path, contents)
             if self._base_file is None and not self.on_gpu:
                 mapped = faiss.read_index(str(path.with_name(base_file)), MMAP_FLAG[self.kind])
+                head = map_head(path.with_name(slots_file(base_file)), self._base_slots)
                 with self._rw.write():
                     self._base, self._mapped = mapped, True
+                    self._slots = self._slots.with_head(head)
             self._base_file = base_file
 
     def _meta(self, seq: int, base_file: str) -> dict[str, Any]:
@@ -362,12 +368,11 @@ class FaceIndex:
             index._base = index._to_device(loaded.base)
             index._base_slots = int(loaded.base.ntotal)
             index._base_file, index._mapped = loaded.base_file, loaded.mapped
-            index._slot_face, index._slot_subject = loaded.slot_face_ids, loaded.slot_subject_ids
+            index._slots = loaded.slots
             if len(loaded.delta_vectors):
                 index._delta = new_flat(expected_dim, metric)
                 index._delta.add(np.ascontiguousarray(loaded.delta_vectors))
-            index._slots = SlotMap(index._slot_face)
-            index._dead = len(index._slot_face) - index._slots.live
+            index._dead = len(index._slots) - index._slots.live
         return index
 
     # ----- internals -----------------------------------------------------
@@ -388,7 +393,6 @@ class FaceIndex:
 
     def _append(self, ids: IntArray, subjects: IntArray, prepared: FloatArray) -> None:
         """New slots for absent ``ids``; the caller holds the write lock."""
-        start = len(self._slot_face)
         if self._mapped:
             if self._delta is None:
                 self._delta = new_flat(self.dim, self.metric)
@@ -397,18 +401,11 @@ class FaceIndex:
             self._base.add(prepared)
             self._base_slots += len(ids)
             self._base_file = None
-        self._slot_face = np.concatenate([self._slot_face, ids])
-        self._slot_subject = np.concatenate([self._slot_subject, subjects])
-        self._slots.place(ids, start)
+        self._slots.place(ids, subjects)
 
     def _tombstone(self, ids: IntArray) -> int:
         """Mark the slots of ``ids`` removed; the caller holds the write lock."""
-        removed = 0
-        for face_id in ids.tolist():
-            slot = self._slots.take(face_id, self._slot_face)
-            if slot is not None:
-                self._slot_face[slot] = -1
-                removed += 1
+        removed = sum(self._slots.take(face_id) for face_id in ids.tolist())
         self._dead += removed
         return removed
 
@@ -418,7 +415,7 @@ class FaceIndex:
         return np.asarray(self._delta.reconstruct_n(0, self._delta.ntotal), dtype=np.float32)
 
     def _rebuild_reason(self) -> str | None:
-        slots, live = len(self._slot_face), self._slots.live
+        slots, live = len(self._slots), self._slots.live
         if self._dead and self._dead > self.compact_fraction * slots:
             return "tombstones"
         delta = 0 if self._delta is None else int(self._delta.ntotal)
@@ -440,10 +437,10 @@ class FaceIndex:
         reason = self._rebuild_reason()
         if reason is None:
             return
-        live = np.flatnonzero(self._slot_face >= 0)  # (L,)
+        live = self._slots.live_slots()  # (L,)
         with self._search_guard():
             vectors = self._vectors_of(live)
-        self._rebuild_from(self._slot_face[live], self._slot_subject[live], vectors, reason)
+        self._rebuild_from(self._slots.faces_at(live), self._slots.subjects_at(live), vectors, reason)
 
     def _vectors_of(self, slots: IntArray) -> FloatArray:
         """The stored (prepared) vectors of ``slots``, (L, D)."""
@@ -467,12 +464,11 @@ class FaceIndex:
         fresh, tuning = build_base(kind, prepared, self._options, centroids, self.ivf)
         fresh = self._to_device(fresh)
         with self._rw.write():
-            slots_before = len(self._slot_face)
+            slots_before = len(self._slots)
             self._base, self._base_slots, self._delta = fresh, len(ids), None
             self._base_file, self._mapped = None, False
             self.kind, self.ivf = kind, tuning
-            self._slot_face, self._slot_subject = ids.copy(), subjects.copy()
-            self._slots = SlotMap(self._slot_face)
+            self._slots = Slots.of(ids, subjects)
             self._dead = 0
         log_event(
             logger,
@@ -493,7 +489,7 @@ class FaceIndex:
         enough: Callable[[IntArray, IntArray], bool],
     ) -> list[Row]:
         """Search (Q, D) queries, doubling k until ``enough(faces, subjects)`` or nothing more is found."""
-        limit = min(len(self._slot_face), GPU_MAX_K) if self.on_gpu else len(self._slot_face)
+        limit = min(len(self._slots), GPU_MAX_K) if self.on_gpu else len(self._slots)
         empty: Row = (np.empty(0, np.float32), np.empty(0, np.int64), np.empty(0, np.int64))
         rows = [empty] * len(queries)
         if limit == 0:
@@ -534,8 +530,8 @@ class FaceIndex:
         found = labels >= 0
         exhausted: npt.NDArray[np.bool_] = np.logical_not(found.all(axis=1))
         slots = np.where(found, labels, 0)
-        faces = np.where(found, self._slot_face[slots], -1)
-        subjects = np.where(found, self._slot_subject[slots], -1)
+        faces = np.where(found, self._slots.faces_at(slots), -1)
+        subjects = np.where(found, self._slots.subjects_at(slots), -1)
         if excluded is not None:
             faces[np.isin(faces, excluded)] = -1
         similarities[faces < 0] = -np.inf

@@ -1,21 +1,25 @@
 """Index snapshot files: the FAISS index in a file of its own, memory-mapped by every worker.
 
-A collection's snapshot is two files in one folder:
+A collection's snapshot is three files in one folder:
 
 - the **base**, ``<stem>.<token>.faiss``: the FAISS index as FAISS writes it,
   under a name never reused. Workers memory-map it read-only
   (``kinds.MMAP_FLAG``), so its vectors sit once in the page cache however
   many processes search it.
-- the **sidecar**, ``<stem>.npz``: which base it goes with, the slot maps
-  (face and subject per FAISS label, -1 for a removed face), the vectors
-  added since the base was written (the delta), the change seq and build
-  options. Nothing is pickled: it is read with ``allow_pickle=False``.
+- the base's **slots**, ``<stem>.<token>.slots.npy``: face and subject of
+  each of its labels and the face ids sorted (``app.index.slots``), mapped
+  copy-on-write by every worker for the same reason.
+- the **sidecar**, ``<stem>.npz``: which base it goes with, the base's slots
+  removed since it was written, the slots and vectors added since (the
+  delta), the change seq and build options. Nothing is pickled: it is read
+  with ``allow_pickle=False``.
 
-The base is written and synced before the sidecar naming it is published
-with one ``os.replace``, so a crash never pairs a sidecar with a missing or
-half-written base. Bases no sidecar names any more are deleted, except the
-previous one, which another process may be opening right now; a process
-that maps a deleted base keeps reading it until it lets go (POSIX).
+The base and its slots are written and synced before the sidecar naming
+them is published with one ``os.replace``, so a crash never pairs a sidecar
+with a missing or half-written base. Bases (with their slots) no sidecar
+names any more are deleted, except the previous one, which another process
+may be opening right now; a process that maps a deleted base keeps reading
+it until it lets go (POSIX).
 A snapshot is loaded only when everything in it agrees with what the caller
 expects; anything else raises ``SnapshotError`` and the caller rebuilds.
 """
@@ -28,6 +32,7 @@ import re
 import secrets
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +42,10 @@ import numpy as np
 
 from app.core.arrays import FloatArray, IntArray
 from app.index.kinds import FAISS_CLASS, FAISS_METRIC, MMAP_FLAG
+from app.index.slots import Slots, SlotsError, map_head
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
+SLOTS_SUFFIX = ".slots.npy"
 OPTION_NAMES = ("hnsw_m", "ef_construction", "ef_search")
 
 
@@ -51,9 +58,10 @@ class SnapshotContents:
     """What a sidecar holds; ``meta`` carries dim, metric, setting, kind, applied_seq, base_file, options."""
 
     meta: dict[str, Any]
-    slot_face_ids: IntArray  # (S,) face id per slot, -1 for a removed one
-    slot_subject_ids: IntArray  # (S,)
-    delta_vectors: FloatArray  # (S - base slots, D) prepared vectors added after the base
+    removed_base_slots: IntArray  # (R,) slots of the base whose face was removed
+    delta_face_ids: IntArray  # (T,) face id per slot after the base, -1 for a removed one
+    delta_subject_ids: IntArray  # (T,)
+    delta_vectors: FloatArray  # (T, D) prepared vectors added after the base
 
 
 def _temporary(path: Path) -> Path:
@@ -68,21 +76,32 @@ def _sync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def write_base(sidecar: Path, cpu_index: Any) -> str:
-    """Write a FAISS index as a new base of ``sidecar``'s snapshot; returns its file name."""
+def slots_file(base_file: str) -> str:
+    """The name of the slots file that goes with a base file."""
+    return base_file.removesuffix(".faiss") + SLOTS_SUFFIX
+
+
+def write_base(sidecar: Path, cpu_index: Any, slots: Slots) -> str:
+    """Write a FAISS index and its slots as a new base of ``sidecar``'s snapshot; returns its file name."""
     sidecar.parent.mkdir(parents=True, exist_ok=True)
     name = f"{sidecar.stem}.{secrets.token_hex(6)}.faiss"
-    final = sidecar.with_name(name)
+    size = int(cpu_index.ntotal)
+    _write_synced(sidecar.with_name(slots_file(name)), lambda tmp: slots.save_head(tmp, size))
+    _write_synced(sidecar.with_name(name), lambda tmp: faiss.write_index(cpu_index, str(tmp)))
+    _sync_folder(sidecar.parent)
+    return name
+
+
+def _write_synced(final: Path, write: Callable[[Path], None]) -> None:
+    """``write`` to a temporary file, synced, then renamed to ``final``."""
     tmp = _temporary(final)
     try:
-        faiss.write_index(cpu_index, str(tmp))
+        write(tmp)
         with tmp.open("rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
-        _sync_folder(final.parent)
     finally:
         tmp.unlink(missing_ok=True)
-    return name
 
 
 def write_snapshot(path: Path, contents: SnapshotContents) -> None:
@@ -96,8 +115,9 @@ def write_snapshot(path: Path, contents: SnapshotContents) -> None:
             np.savez(
                 handle,
                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                slot_face_ids=contents.slot_face_ids,
-                slot_subject_ids=contents.slot_subject_ids,
+                removed_base_slots=contents.removed_base_slots,
+                delta_face_ids=contents.delta_face_ids,
+                delta_subject_ids=contents.delta_subject_ids,
                 delta_vectors=contents.delta_vectors,
             )
             handle.flush()
@@ -109,12 +129,13 @@ def write_snapshot(path: Path, contents: SnapshotContents) -> None:
 
 
 def remove_bases(sidecar: Path, keep: set[str | None]) -> None:
-    """Delete the base files of ``sidecar``'s snapshot whose names are not in ``keep``."""
-    pattern = re.compile(rf"^{re.escape(sidecar.stem)}\.[0-9a-f]+\.faiss$")
+    """Delete the base files (and their slots) of ``sidecar``'s snapshot whose names are not in ``keep``."""
+    pattern = re.compile(rf"^({re.escape(sidecar.stem)}\.[0-9a-f]+)\.(?:faiss|slots\.npy)$")
     if not sidecar.parent.is_dir():
         return
     for path in sidecar.parent.iterdir():
-        if pattern.match(path.name) and path.name not in keep:
+        found = pattern.match(path.name)
+        if found is not None and f"{found.group(1)}.faiss" not in keep:
             path.unlink(missing_ok=True)
 
 
@@ -144,14 +165,17 @@ def read_snapshot(path: Path) -> SnapshotContents:
         with np.load(path, allow_pickle=False) as data:
             contents = SnapshotContents(
                 meta=meta,
-                slot_face_ids=np.asarray(data["slot_face_ids"], dtype=np.int64),
-                slot_subject_ids=np.asarray(data["slot_subject_ids"], dtype=np.int64),
+                removed_base_slots=np.asarray(data["removed_base_slots"], dtype=np.int64),
+                delta_face_ids=np.asarray(data["delta_face_ids"], dtype=np.int64),
+                delta_subject_ids=np.asarray(data["delta_subject_ids"], dtype=np.int64),
                 delta_vectors=np.asarray(data["delta_vectors"], dtype=np.float32),
             )
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise SnapshotError(f"unreadable: {type(error).__name__}") from error
-    if contents.slot_face_ids.ndim != 1 or contents.slot_face_ids.shape != contents.slot_subject_ids.shape:
+    if contents.delta_face_ids.ndim != 1 or contents.delta_face_ids.shape != contents.delta_subject_ids.shape:
         raise SnapshotError("id maps disagree")
+    if contents.removed_base_slots.ndim != 1:
+        raise SnapshotError("malformed removed slots")
     return contents
 
 
@@ -166,9 +190,8 @@ class LoadedIndex:
     base: Any
     base_file: str
     mapped: bool
-    slot_face_ids: IntArray  # (S,)
-    slot_subject_ids: IntArray  # (S,)
-    delta_vectors: FloatArray  # (R, D)
+    slots: Slots  # the base's (mapped when the base is) with the delta's after them
+    delta_vectors: FloatArray  # (T, D)
 
 
 def load_index_snapshot(path: Path, dim: int, metric: str, setting: str | None, *, mmap: bool) -> LoadedIndex:
@@ -200,10 +223,19 @@ def load_index_snapshot(path: Path, dim: int, metric: str, setting: str | None, 
         raise SnapshotError("FAISS index type or dimension differs")
     if base.metric_type != FAISS_METRIC[metric]:
         raise SnapshotError("FAISS index metric differs")
-    slots = len(contents.slot_face_ids)
-    if base.ntotal != base_slots or contents.delta_vectors.shape != (slots - base_slots, dim):
+    if base.ntotal != base_slots or contents.delta_vectors.shape != (len(contents.delta_face_ids), dim):
         raise SnapshotError("FAISS index and id map differ in size")
-    live = contents.slot_face_ids[contents.slot_face_ids >= 0]
+    removed = contents.removed_base_slots
+    if removed.size and (removed.min() < 0 or removed.max() >= base_slots):
+        raise SnapshotError("removed slots outside the base")
+    try:
+        head = map_head(path.with_name(slots_file(base_file)), base_slots)
+    except SlotsError as error:
+        raise SnapshotError(f"base slots: {error}") from error
+    slots = Slots(head if mmap else np.array(head))
+    slots.mark_removed(removed)
+    slots.place(contents.delta_face_ids, contents.delta_subject_ids)
+    live = slots.faces_at(slots.live_slots())
     if np.unique(live).size != live.size:
         raise SnapshotError("duplicate face ids")
     return LoadedIndex(
@@ -214,7 +246,6 @@ def load_index_snapshot(path: Path, dim: int, metric: str, setting: str | None, 
         base,
         base_file,
         mmap,
-        contents.slot_face_ids,
-        contents.slot_subject_ids,
+        slots,
         contents.delta_vectors,
     )

@@ -30,8 +30,8 @@ from app.pipeline.similarity import Metric
 
 logger = logging.getLogger(__name__)
 
-# A sidecar or a base file of a collection's snapshot.
-_FILE = re.compile(r"^collection-(\d+)\.(?:npz|[0-9a-f]+\.faiss)$")
+# A sidecar, a base file or its slots file of a collection's snapshot.
+_FILE = re.compile(r"^collection-(\d+)\.(?:npz|[0-9a-f]+\.(?:faiss|slots\.npy))$")
 
 
 def _suffix(settings: Settings, database_url: str) -> str:
