@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import ModelNotFound, ModelUnavailable
 from app.core.logging import log_event
-from app.core.memory import limit_malloc_arenas, release_freed_memory
+from app.core.memory import FreedMemoryReleaser, limit_malloc_arenas, release_freed_memory
 from app.core.prometheus import Metrics
 from app.core.settings import Settings
 from app.db.collections import all_collections, ensure_default_collection
@@ -51,6 +51,7 @@ class Services:
     started_at: float = field(default_factory=time.monotonic)
     # Only with several worker processes (see GaugeRefresher).
     gauge_refresher: GaugeRefresher | None = None
+    memory_releaser: FreedMemoryReleaser | None = None
 
     @property
     def inference(self) -> InferenceRunner:
@@ -194,6 +195,8 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
     if metrics.multiprocess:
         services.gauge_refresher = GaugeRefresher(services)
         services.gauge_refresher.start()
+    services.memory_releaser = FreedMemoryReleaser()  # what bursts of requests freed goes back too
+    services.memory_releaser.start()
     return services
 
 
@@ -215,6 +218,8 @@ def model_space(pipelines: Pipelines) -> Callable[[str], EmbeddingSpace | None]:
 def stop_services(services: Services) -> None:
     if services.gauge_refresher is not None:
         services.gauge_refresher.stop()
+    if services.memory_releaser is not None:
+        services.memory_releaser.stop()
     services.metrics.close()
     services.index.stop()
     services.engine.dispose()

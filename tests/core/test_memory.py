@@ -91,3 +91,25 @@ def test_request_threads_share_the_limited_arenas() -> None:
     assert run_python(ARENAS, script)["arenas"] <= 2
     # Someone who set glibc's own limit keeps it.
     assert run_python(ARENAS, script, env={"MALLOC_ARENA_MAX": "4", "PATH": "/usr/bin:/bin"})["arenas"] > 2
+
+
+@glibc_only
+def test_what_a_burst_freed_goes_back_while_the_process_serves() -> None:
+    result = run_python(
+        ANONYMOUS_KIB,
+        """
+        import json, time
+        from app.core.memory import FreedMemoryReleaser
+        releaser = FreedMemoryReleaser(interval_s=0.1)
+        releaser.start()
+        blocks = [bytearray(64 * 1024) for _ in range(3200)]  # a burst's 200 MiB of heap
+        keep = bytearray(64 * 1024)
+        del blocks
+        before = anonymous_kib()
+        time.sleep(1.0)  # no call of its own: the releaser's thread hands it back
+        after = anonymous_kib()
+        releaser.stop()
+        print(json.dumps({"before": before, "after": after}))
+        """,
+    )
+    assert result["before"] - result["after"] > 150 * 1024, result
