@@ -120,6 +120,8 @@ class RequestMetrics:
         finally:
             services = getattr(scope["app"].state, "services", None) if "app" in scope else None
             if services is not None:
+                if services.memory_releaser is not None:
+                    services.memory_releaser.request_seen()
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 services.metrics.observe_request(
                     scope["method"], route, status, time.perf_counter() - started

@@ -1,7 +1,7 @@
 """The C heap of a serving process: a few malloc arenas, and the memory loading freed handed back.
 
 Much of a worker's private memory was not live data but heap that glibc's
-malloc kept after it was freed. Two causes, measured on 2 cores:
+malloc kept after it was freed. Three causes, measured on 2 cores:
 
 - **one arena per thread**: glibc gives each thread that allocates an arena
   of its own (up to 8 per core), and each keeps what its thread freed for
@@ -17,7 +17,8 @@ malloc kept after it was freed. Two causes, measured on 2 cores:
 - **bursts**: after many requests at once the capped arenas still hold the
   peak (1M templates, ivf: 142 MiB anonymous once started, 196 after 240
   requests from 8 threads, 174 after ``malloc_trim``). ``FreedMemoryReleaser``
-  trims every ``RELEASE_INTERVAL_S``, a few milliseconds each time.
+  trims once requests have stopped for ``QUIET_S``: a few milliseconds,
+  never while requests keep coming (each would fault the pages back in).
 
 Both are glibc calls; elsewhere (musl, macOS) these functions do nothing.
 """
@@ -36,8 +37,8 @@ logger = logging.getLogger(__name__)
 
 # mallopt's parameter number for the arena limit (glibc's malloc.h).
 M_ARENA_MAX = -8
-# How often a serving process hands back what its arenas freed.
-RELEASE_INTERVAL_S = 10.0
+# A serving process hands back what its arenas freed once no request came for this long.
+QUIET_S = 1.0
 # Set by whoever runs the process: then glibc's own setting stands.
 _ARENA_ENVIRONMENT = ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
 
@@ -72,12 +73,16 @@ def release_freed_memory() -> None:
 
 
 class FreedMemoryReleaser:
-    """A thread that calls ``release_freed_memory`` every ``interval_s`` until stopped."""
+    """A thread that calls ``release_freed_memory`` once requests pause for ``quiet_s``, until stopped."""
 
-    def __init__(self, interval_s: float = RELEASE_INTERVAL_S) -> None:
-        self._interval_s = interval_s
+    def __init__(self, quiet_s: float = QUIET_S) -> None:
+        self._quiet_s = quiet_s
+        self._requests = 0  # counted by ``request_seen``; a lost update only delays a trim
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def request_seen(self) -> None:
+        self._requests += 1
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="malloc-trim", daemon=True)
@@ -89,5 +94,10 @@ class FreedMemoryReleaser:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            release_freed_memory()
+        seen = trimmed = self._requests
+        while not self._stop.wait(self._quiet_s):
+            now = self._requests
+            if now == seen and now != trimmed:  # requests came, then none for a whole interval
+                release_freed_memory()
+                trimmed = now
+            seen = now

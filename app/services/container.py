@@ -195,7 +195,7 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
     if metrics.multiprocess:
         services.gauge_refresher = GaugeRefresher(services)
         services.gauge_refresher.start()
-    services.memory_releaser = FreedMemoryReleaser()  # what bursts of requests freed goes back too
+    services.memory_releaser = FreedMemoryReleaser()  # what a burst of requests freed goes back too
     services.memory_releaser.start()
     return services
 

@@ -94,22 +94,27 @@ def test_request_threads_share_the_limited_arenas() -> None:
 
 
 @glibc_only
-def test_what_a_burst_freed_goes_back_while_the_process_serves() -> None:
+def test_what_a_burst_freed_goes_back_once_requests_pause() -> None:
     result = run_python(
         ANONYMOUS_KIB,
         """
         import json, time
         from app.core.memory import FreedMemoryReleaser
-        releaser = FreedMemoryReleaser(interval_s=0.1)
+        releaser = FreedMemoryReleaser(quiet_s=0.2)
         releaser.start()
         blocks = [bytearray(64 * 1024) for _ in range(3200)]  # a burst's 200 MiB of heap
         keep = bytearray(64 * 1024)
         del blocks
         before = anonymous_kib()
-        time.sleep(1.0)  # no call of its own: the releaser's thread hands it back
+        for _ in range(50):  # requests keep coming: nothing is trimmed under them
+            releaser.request_seen()
+            time.sleep(0.02)
+        busy = anonymous_kib()
+        time.sleep(1.0)  # then none: the releaser's thread hands the heap back
         after = anonymous_kib()
         releaser.stop()
-        print(json.dumps({"before": before, "after": after}))
+        print(json.dumps({"before": before, "busy": busy, "after": after}))
         """,
     )
-    assert result["before"] - result["after"] > 150 * 1024, result
+    assert result["before"] - result["busy"] < 20 * 1024, result
+    assert result["busy"] - result["after"] > 150 * 1024, result
