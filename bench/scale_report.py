@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from run_record import Machine, display_date
 from service_report import LevelResults
@@ -12,6 +12,7 @@ from service_report import LevelResults
 SECTION = "## Scale: 100k and 1M templates"
 Percentile = Literal["p50", "p95", "p99"]
 MemoryField = Literal["rss_kib", "pss_kib", "pss_file_kib", "private_kib", "anonymous_kib"]
+MemoryWhen = Literal["memory_loaded", "memory_busy"]
 PassField = Literal["p50_ms", "p99_ms"]
 SCALE_RESULTS = "scale.json"
 KIB_PER_MIB = 1024
@@ -39,7 +40,8 @@ class ServerRun(TypedDict):
     startup_s: float  # `facerec serve` to /ready with every template (and every worker started)
     index_open_s: list[float]  # each worker's own `index.opened` seconds, from the server log
     memory_ready: list[ProcessMemory]  # each worker, once ready
-    memory_loaded: list[ProcessMemory]  # each worker, after the /identify levels
+    memory_loaded: list[ProcessMemory]  # each worker, at rest SETTLE_S after the /identify levels
+    memory_busy: NotRequired[list[ProcessMemory]]  # each worker, right after them
     supervisor: ProcessMemory | None  # uvicorn's parent process with several workers
     identify: list[LevelResults]  # one per client level, in the order run
     identify_baseline: list[LevelResults]  # the same levels against the real people alone, alongside
@@ -140,7 +142,7 @@ def render(results: ScaleResults) -> str:
         "### Figures",
         "",
         f"Medians over {' or '.join(sorted({str(s['runs']) for s in sizes}))} server starts per cell "
-        "(index only: over its passes, listed below it); memory after the `/identify` levels.",
+        "(index only: over its passes, listed below it); memory at rest after the `/identify` levels.",
         "",
         *figures(sizes),
         "",
@@ -221,9 +223,12 @@ def right_answers(runs: list[ServerRun], clients: int) -> str:
     return f"{sum(lvl['right_answers'] for lvl in levels)}/{sum(lvl['succeeded'] for lvl in levels)}"
 
 
-def worker_memory(runs: list[ServerRun], worker: int, key: MemoryField) -> float | None:
-    """The median over runs of one worker's memory figure (KiB) after the load."""
-    return median([run["memory_loaded"][worker][key] for run in runs if len(run["memory_loaded"]) > worker])
+def worker_memory(
+    runs: list[ServerRun], worker: int, key: MemoryField, when: MemoryWhen = "memory_loaded"
+) -> float | None:
+    """The median over runs of one worker's memory figure (KiB) after the load (at rest, or ``when``)."""
+    readings = [run.get(when) for run in runs]
+    return median([memory[worker][key] for memory in readings if memory is not None and len(memory) > worker])
 
 
 def second_worker_adds(engine: EngineResults) -> tuple[float, float] | None:
@@ -392,6 +397,11 @@ def figures(sizes: list[SizeResults]) -> list[str]:
 
         return cell
 
+    def busy(size: SizeResults, engine: EngineResults) -> str:
+        runs = engine["restarts_two_workers"]
+        first, second = (worker_memory(runs, w, "anonymous_kib", "memory_busy") for w in (0, 1))
+        return "—" if first is None else pair(mib(first), mib(second))
+
     clients = client_levels(sizes)
 
     def latency(
@@ -435,6 +445,7 @@ def figures(sizes: list[SizeResults]) -> list[str]:
         row("2 workers: VmRSS of each (MiB)", two("rss_kib")),
         row("2 workers: Pss of each (MiB)", two("pss_kib")),
         row("2 workers: anonymous memory of each (MiB)", two("anonymous_kib")),
+        row("... right after the last request, before the idle trim (MiB)", busy),
         row("the second worker adds: its anonymous memory, MiB (share of the first's VmRSS)", adds),
         row(
             "2 workers (with uvicorn's parent) over 1, summed Pss (MiB)",
@@ -528,7 +539,9 @@ def notes(sizes: list[SizeResults]) -> list[str]:
         "builds the index (ivf: k-means, then `nprobe` tuned for recall@10 on stored templates, "
         "`app/index/ivf.py`); a graceful stop leaves the snapshot the restarts map. With 2 workers, "
         "`/ready` counts once every worker has logged its start-up.",
-        "- Memory, from `/proc/<pid>/status` and `smaps_rollup` after the `/identify` levels: `VmRSS` "
+        "- Memory, from `/proc/<pid>/status` and `smaps_rollup` at rest, 3 s after the `/identify` levels "
+        "(a worker hands back the heap a burst freed once requests pause for a second, `app/core/memory.py`; "
+        "the anonymous memory right after the last request is listed too): `VmRSS` "
         "counts the memory-mapped snapshot in each worker that maps it; `Pss` divides shared pages among "
         "their sharers, so the workers' `Pss` added up is what they hold together. What the second worker "
         "adds is its anonymous memory (heap: the ONNX sessions, Python, its slot maps): spawned workers "

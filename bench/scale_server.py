@@ -33,6 +33,9 @@ from service_server import Server, running_server
 
 STARTED = "Application startup complete."
 BLOCKS = 5  # a level's requests go in this many blocks, alternating with the baseline
+# Memory at rest is read this long after the last request: a worker hands back what a burst
+# freed once requests pause for a second (app.core.memory.QUIET_S).
+SETTLE_S = 3.0
 INDEX_OPENED = re.compile(r"index\.opened .*seconds=([0-9.]+)")
 
 
@@ -192,6 +195,8 @@ def measured_start(
                     f"baseline {percentiles(base)} ms",
                     file=sys.stderr,
                 )
+        busy = [memory(pid) for pid in found.workers]
+        time.sleep(SETTLE_S)
         loaded = [memory(pid) for pid in found.workers]
         supervisor = None if found.supervisor is None else memory(found.supervisor)
     return ServerRun(
@@ -200,6 +205,7 @@ def measured_start(
         index_open_s=index_open_seconds(log),
         memory_ready=ready,
         memory_loaded=loaded,
+        memory_busy=busy,
         supervisor=supervisor,
         identify=results,
         identify_baseline=baseline,
