@@ -544,7 +544,8 @@ def notes(sizes: list[SizeResults]) -> list[str]:
         "the anonymous memory right after the last request is listed too): `VmRSS` "
         "counts the memory-mapped snapshot in each worker that maps it; `Pss` divides shared pages among "
         "their sharers, so the workers' `Pss` added up is what they hold together. What the second worker "
-        "adds is its anonymous memory (heap: the ONNX sessions, Python, its slot maps): spawned workers "
+        "adds is its anonymous memory (heap: Python and its libraries, the ONNX sessions, and for ivf the "
+        "fast-scan codes, which FAISS reads into memory; the slot maps are mapped files): spawned workers "
         "share none of it, while file-backed pages (the snapshot, libraries) are in the page cache once. "
         "The row below it also counts uvicorn's parent process, which only runs with several workers.",
         "- The pipeline's own time is `/identify` on the same probe images against a second server, up "
