@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,15 +19,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     import numpy as np
 
     from app.pipeline.face_pipeline import FacePipeline
+    from app.pipeline.runtime import CudaUnusable, check_providers, providers_in_use
 
-    pipeline = FacePipeline.from_settings(settings_from_args(args))
+    settings = settings_from_args(args)
+    pipeline = FacePipeline.from_settings(settings)
     blank = np.full((240, 320, 3), 127, dtype=np.uint8)
     faces = pipeline.analyze(blank)
     crop = np.zeros((1, *pipeline.embedder.crop_size[::-1], 3), dtype=np.uint8)
     embedding = pipeline.embedder.embed(crop)
+    providers = ", ".join(f"{model} on {provider}" for model, provider in sorted(providers_in_use().items()))
+    try:
+        check_providers(allow_cpu_fallback=settings.cpu_fallback)
+    except CudaUnusable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(
         f"ok: detector {pipeline.detector.__class__.__name__} found {len(faces)} faces in a blank image; "
-        f"embedder {pipeline.model.name} gives {embedding.shape[1]}-d embeddings ({pipeline.metric})"
+        f"embedder {pipeline.model.name} gives {embedding.shape[1]}-d embeddings ({pipeline.metric}); "
+        f"ONNX Runtime: {providers}"
     )
     return 0
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     # 0 lets ONNX Runtime decide; the service sets it to match its thread pool.
     inference_threads: int = Field(default=0, ge=0)
+    # With the `gpu` extra installed, a model that cannot run on CUDA stops the start-up;
+    # true lets it run on the CPU instead (logged as a warning).
+    cpu_fallback: bool = False
     embed_batch_size: int = Field(default=16, ge=1, le=256)
 
     # ----- the service ----------------------------------------------------

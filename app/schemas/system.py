@@ -29,4 +29,8 @@ class ReadyStatus(BaseModel):
     index_applied_seq: int
     database_seq: int | None
     seconds_since_sync: float | None = Field(description="age of the index's last successful catch-up")
+    inference_providers: dict[str, str] = Field(
+        default_factory=dict,
+        description="model folder/file → the ONNX Runtime provider its session runs on in this worker",
+    )
     collections: list[CollectionReadiness] = Field(default_factory=list)

@@ -31,6 +31,7 @@ from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.manifest import ModelManifest
 from app.pipeline.pipelines import Pipelines
 from app.pipeline.runner import InferenceRunner, inference_settings
+from app.pipeline.runtime import check_providers
 from app.services.health import GaugeRefresher
 from app.services.index_follower import EmbeddingSpace, IndexFollower
 from app.services.keys import ensure_first_admin_key
@@ -160,6 +161,7 @@ def start_services(settings: Settings, pipeline: FacePipeline | None = None) -> 
     url, engine, session_factory = open_database(settings, migrate=settings.migrate_on_start)
     if pipeline is None:
         pipeline = FacePipeline.from_settings(pipeline_settings)
+    check_providers(allow_cpu_fallback=settings.cpu_fallback)  # no silent fallback from CUDA to the CPU
     pipelines = Pipelines(pipeline_settings, workers, default=pipeline)
     manifest = pipeline.model
     plaintext = initialise_database(session_factory, settings, pipelines.manifest)

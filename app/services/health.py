@@ -14,6 +14,7 @@ from app.core.logging import log_event
 from app.db.changes import current_change_seq
 from app.db.collections import all_collections, collection_labels, subjects_by_collection
 from app.db.models import Collection
+from app.pipeline.runtime import providers_in_use
 from app.schemas.system import CollectionReadiness, ReadyStatus
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ def readiness(services: Services) -> ReadyStatus:
         index_applied_seq=follower.applied_seq,
         database_seq=database_seq,
         seconds_since_sync=None if age is None else round(age, 3),
+        inference_providers=providers_in_use(),
         collections=states,
     )
 

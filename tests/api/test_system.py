@@ -21,6 +21,11 @@ def test_health_and_ready(client: TestClient) -> None:
     body = ready.json()
     assert body["ready"] and body["models_loaded"] and body["database"] and body["index_in_step"]
     assert body["database_seq"] == body["index_applied_seq"]
+    # The provider each model runs on is named: here, no CUDA is offered, the CPU's.
+    providers = body["inference_providers"]
+    model = services_of(client).pipeline.model
+    assert f"{model.name}/{model.file}" in providers, providers
+    assert len(providers) >= 2 and set(providers.values()) == {"CPUExecutionProvider"}, providers
 
 
 def scrape(client: TestClient) -> dict[str, Metric]:
