@@ -28,10 +28,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import threading
 from collections.abc import Callable
 
 from app.core.logging import log_event
+from app.core.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -72,32 +72,22 @@ def release_freed_memory() -> None:
         malloc_trim(0)
 
 
-class FreedMemoryReleaser:
-    """A thread that calls ``release_freed_memory`` once requests pause for ``quiet_s``, until stopped."""
+class FreedMemoryReleaser(Periodic):
+    """Calls ``release_freed_memory`` once requests pause for ``quiet_s``, until stopped."""
+
+    name = "malloc-trim"
 
     def __init__(self, quiet_s: float = QUIET_S) -> None:
-        self._quiet_s = quiet_s
+        super().__init__(quiet_s)
         self._requests = 0  # counted by ``request_seen``; a lost update only delays a trim
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._seen = self._trimmed = 0
 
     def request_seen(self) -> None:
         self._requests += 1
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="malloc-trim", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        seen = trimmed = self._requests
-        while not self._stop.wait(self._quiet_s):
-            now = self._requests
-            if now == seen and now != trimmed:  # requests came, then none for a whole interval
-                release_freed_memory()
-                trimmed = now
-            seen = now
+    def tick(self) -> None:
+        now = self._requests
+        if now == self._seen and now != self._trimmed:  # requests came, then none for a whole interval
+            release_freed_memory()
+            self._trimmed = now
+        self._seen = now

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.logging import log_event
+from app.core.periodic import Periodic
 from app.db.changes import current_change_seq
 from app.db.collections import all_collections, collection_labels, subjects_by_collection
 from app.db.models import Collection
@@ -121,7 +121,7 @@ def metrics_exposition(services: Services) -> bytes:
     return services.metrics.exposition()
 
 
-class GaugeRefresher:
+class GaugeRefresher(Periodic):
     """A thread that rewrites this worker's gauges about once a second (multiprocess mode).
 
     A scrape is answered by one worker, which refreshes its own gauges and
@@ -130,24 +130,17 @@ class GaugeRefresher:
     happened to answer.
     """
 
+    name = "metrics-refresh"
+
     def __init__(self, services: Services, interval_s: float = GAUGE_REFRESH_INTERVAL_S) -> None:
+        super().__init__(interval_s)
         self._services = services
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         # Written once before the first interval, so a scrape of another worker sees this one at once.
         refresh_gauges(self._services)
-        self._thread = threading.Thread(target=self._run, name="metrics-refresh", daemon=True)
-        self._thread.start()
+        super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            refresh_gauges(self._services, include_subjects=False)
-            self._services.metrics.forget_dead_workers()
+    def tick(self) -> None:
+        refresh_gauges(self._services, include_subjects=False)
+        self._services.metrics.forget_dead_workers()

@@ -9,36 +9,25 @@ model's vectors (here of another size, so meeting them fails loudly).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
 from app.db.changes import lock_change_log, record_drop
 from app.db.collections import get_collection_by_id
 from app.db.faces import delete_face, list_faces
-from app.db.session import create_engine_for, make_session_factory, upgrade_database
 from app.db.subjects import get_or_create_subject
 from app.index import SearchIndex
 from app.pipeline.similarity import Metric
 from app.services.index_engines import EmbeddingBatch
 from app.services.index_follower import EmbeddingSpace, IndexFollower
-from tests.db.conftest import empty_db_url  # noqa: F401  (a fixture)
 from tests.db.factories import MODEL, add_test_face, default_id, store_test_face, unit_vector
+from tests.services.conftest import Sessions
 
 NEXT_MODEL = "next-model"
 SPACES = {MODEL: EmbeddingSpace(128, "cosine"), NEXT_MODEL: EmbeddingSpace(64, "cosine")}
-Sessions = Callable[[], Session]
-
-
-@pytest.fixture
-def database(empty_db_url: str) -> Iterator[tuple[str, Sessions]]:  # noqa: F811
-    upgrade_database(empty_db_url)
-    engine = create_engine_for(empty_db_url)
-    yield empty_db_url, make_session_factory(engine)
-    engine.dispose()
 
 
 def move_default_collection(session_factory: Sessions, people: int) -> int:

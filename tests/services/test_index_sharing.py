@@ -7,34 +7,22 @@ within a process as between processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
 from app.db.changes import current_change_seq
 from app.db.faces import delete_face, list_faces
-from app.db.session import create_engine_for, make_session_factory, upgrade_database
 from app.db.subjects import get_or_create_subject
 from app.index import FaceIndex
 from app.services import index_sharing
 from app.services.index_follower import EmbeddingSpace, IndexFollower
-from tests.db.conftest import empty_db_url  # noqa: F401  (a fixture)
 from tests.db.factories import MODEL, add_test_face, default_id, unit_vector
+from tests.services.conftest import Sessions
 
 SPACE = EmbeddingSpace(128, "cosine")
-Sessions = Callable[[], Session]
-
-
-@pytest.fixture
-def database(empty_db_url: str) -> Iterator[tuple[str, Sessions]]:  # noqa: F811
-    upgrade_database(empty_db_url)
-    engine = create_engine_for(empty_db_url)
-    yield empty_db_url, make_session_factory(engine)
-    engine.dispose()
 
 
 def enrol(session_factory: Sessions, first: int, count: int) -> None:
