@@ -158,7 +158,6 @@ class FaceIndex:
         self._mapped = False  # the base is that file, memory-mapped read-only: adds go to the delta
         self._delta: Any | None = None  # exact index of what was added after a mapped base
         self._slots = Slots.of(np.empty(0, np.int64), np.empty(0, np.int64))
-        self._dead = 0
 
     @classmethod
     def build(
@@ -372,7 +371,6 @@ class FaceIndex:
             if len(loaded.delta_vectors):
                 index._delta = new_flat(expected_dim, metric)
                 index._delta.add(np.ascontiguousarray(loaded.delta_vectors))
-            index._dead = len(index._slots) - index._slots.live
         return index
 
     # ----- internals -----------------------------------------------------
@@ -405,9 +403,7 @@ class FaceIndex:
 
     def _tombstone(self, ids: IntArray) -> int:
         """Mark the slots of ``ids`` removed; the caller holds the write lock."""
-        removed = sum(self._slots.take(face_id) for face_id in ids.tolist())
-        self._dead += removed
-        return removed
+        return sum(self._slots.take(face_id) for face_id in ids.tolist())
 
     def _delta_vectors(self) -> FloatArray:
         if self._delta is None or self._delta.ntotal == 0:
@@ -416,7 +412,8 @@ class FaceIndex:
 
     def _rebuild_reason(self) -> str | None:
         slots, live = len(self._slots), self._slots.live
-        if self._dead and self._dead > self.compact_fraction * slots:
+        dead = slots - live  # tombstoned slots
+        if dead and dead > self.compact_fraction * slots:
             return "tombstones"
         delta = 0 if self._delta is None else int(self._delta.ntotal)
         if delta > max(DELTA_MIN, self.merge_fraction * self._base_slots):
@@ -469,7 +466,6 @@ class FaceIndex:
             self._base_file, self._mapped = None, False
             self.kind, self.ivf = kind, tuning
             self._slots = Slots.of(ids, subjects)
-            self._dead = 0
         log_event(
             logger,
             "index_rebuilt",

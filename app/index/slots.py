@@ -169,9 +169,7 @@ class Slots:
         fresh = Slots(head)
         removed = self.removed_below(size)
         fresh.mark_removed(removed)
-        slots = np.arange(size, len(self))
-        if slots.size:
-            fresh.place(self.faces_at(slots), self.subjects_at(slots))
+        fresh.place(*self.tail_arrays(size))
         return fresh
 
     def tail_arrays(self, start: int) -> tuple[IntArray, IntArray]:

@@ -109,9 +109,9 @@ def write_snapshot(path: Path, contents: SnapshotContents) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = _base_named(path)
     meta = dict(contents.meta, format=SNAPSHOT_FORMAT)
-    tmp = _temporary(path)
-    try:
-        with tmp.open("wb") as handle:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:  # a handle: given a path, savez would add ".npz" to it
             np.savez(
                 handle,
                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
@@ -120,11 +120,8 @@ def write_snapshot(path: Path, contents: SnapshotContents) -> None:
                 delta_subject_ids=contents.delta_subject_ids,
                 delta_vectors=contents.delta_vectors,
             )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    _write_synced(path, write)
     remove_bases(path, keep={meta["base_file"], previous})
 
 
