@@ -26,6 +26,7 @@ from run_record import (
     read_results,
     write_results,
 )
+from scale_results import SCALE_RESULTS
 
 
 def render_sections(results_dir: Path) -> dict[str, str]:
@@ -41,7 +42,7 @@ def render_sections(results_dir: Path) -> dict[str, str]:
     models = read_results(results_dir / MODELS_RESULTS)
     if models is not None:
         sections[models_report.SECTION] = models_report.render(models)
-    scale = read_results(results_dir / scale_report.SCALE_RESULTS)
+    scale = read_results(results_dir / SCALE_RESULTS)
     if scale is not None:
         sections[scale_report.SECTION] = scale_report.render(scale)
     return sections
@@ -85,7 +86,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if not write_docs(args.results_dir, args.docs):
         raise SystemExit(
-            f"no {PIPELINE_RESULTS}, {SERVICE_RESULTS}, {MODELS_RESULTS} or {scale_report.SCALE_RESULTS} "
+            f"no {PIPELINE_RESULTS}, {SERVICE_RESULTS}, {MODELS_RESULTS} or {SCALE_RESULTS} "
             f"in {args.results_dir}"
         )
 

@@ -48,16 +48,8 @@ import numpy as np
 from render_docs import add_output_options, publish
 from run_record import DEFAULT_LFW, REPO_ROOT, command_line, load_average, machine, read_results, timestamp
 from scale_gallery import Gallery, Inserted, insert_gallery, load_gallery, probe_vectors
-from scale_report import (
-    SCALE_RESULTS,
-    SECTION,
-    Accuracy,
-    EngineResults,
-    ScaleResults,
-    ServerRun,
-    SizeResults,
-    render,
-)
+from scale_report import SECTION, render
+from scale_results import SCALE_RESULTS, Accuracy, EngineResults, ScaleResults, ServerRun, SizeResults
 from scale_search import (
     FAISS_PASSES,
     compare,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from run_record import DEFAULT_LFW, REPO_ROOT
-from scale_report import InsertResults
+from scale_results import InsertResults
 
 from app.core.arrays import FloatArray, IntArray
 from app.core.settings import Settings

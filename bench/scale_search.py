@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
-from scale_report import Accuracy, IndexOnly, IndexOnlyPass, InsertResults, IvfMeta, Snapshot
+from scale_results import Accuracy, IndexOnly, IndexOnlyPass, InsertResults, IvfMeta, Snapshot
 
 from app.core.arrays import FloatArray, IntArray
 from app.core.settings import Settings

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scale_report import ProcessMemory, ServerRun
+from scale_results import ProcessMemory, ServerRun
 from service_endpoints import Endpoint
 from service_load import WARMUP_REQUESTS, Level, run_level
 from service_server import Server, running_server
