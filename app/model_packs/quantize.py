@@ -13,14 +13,17 @@ QDQ format: weights int8 per output channel, activations uint8 per tensor.
 ONNX Runtime fuses each DequantizeLinear → op → QuantizeLinear group into
 an int8 kernel (VNNI where the CPU has it); on other hardware it still runs.
 
-Weights use 7 of their 8 bits (``reduce_range``). Without VNNI, x86 int8
-kernels multiply uint8 by int8 into pairs summed in int16, which saturates
-when both are near full scale: on an AVX2 CPU (AMD EPYC, Zen 3) the 8-bit
-embedder's templates of LFW crops fell to cosine 0.943 with the fp32 ones,
-against 0.9985 with 7-bit weights (8-bit ones gave 0.9992 on an AVX-512
-VNNI CPU, which sums in int32). With 7 bits no pair can saturate (255 x 64
-x 2 < 2^15), so the int8 model computes the same on either kind of x86 CPU
-and its thresholds hold on both.
+Weights use 8 bits where the CPU sums their products in int32 (x86 with
+VNNI) and 7 elsewhere (``reduce_range``; ``app.pipeline.int8_kernels``).
+Without VNNI, x86 int8 kernels sum pairs of uint8 x int8 products in int16,
+which saturates when both are near full scale: on an AVX2 CPU (AMD EPYC,
+Zen 3) the 8-bit embedder's templates of LFW crops fell to cosine 0.943 with
+the fp32 ones, against 0.9985 with 7-bit weights. With 7 bits no pair can
+saturate (255 x 64 x 2 < 2^15). On an AMD EPYC with AVX-512 VNNI the 7-bit
+embedder lost 1.13 points of FRR at FAR 1e-4 against fp32 over all LFW
+DevTrain pairs and the 8-bit one 0.41 (README, Precision), so a build takes
+what the CPU allows, records it in the manifest, and a model with 8-bit
+weights is refused on a CPU without VNNI.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from onnx import numpy_helper, version_converter
 from app.core.errors import ModelPackError
 from app.core.logging import log_event
 from app.core.settings import DEFAULT_DETECTOR, DEFAULT_EMBEDDER, INT8_SUFFIX
+from app.pipeline.int8_kernels import FULL_BITS, PORTABLE_BITS
 from app.pipeline.manifest import (
     ModelManifest,
     QuantCalibration,
@@ -53,8 +57,6 @@ CALIBRATION_DIR: Final = Path(__file__).with_name("calibration")
 QDQ_OPSET: Final = 13
 # What tools/calibrate_int8.py writes beside ONNX Runtime's own keys.
 PROVENANCE_KEY: Final = "facerec"
-# Bits of each int8 weight in use (see the module docstring): 7 is ONNX Runtime's reduce_range.
-WEIGHT_BITS: Final = 7
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def read_provenance(recipe: Int8Recipe) -> dict[str, Any]:
     return dict(recorded)
 
 
-def calibration_record(recipe: Int8Recipe) -> QuantCalibration:
+def calibration_record(recipe: Int8Recipe, weight_bits: int) -> QuantCalibration:
     """The manifest's account of the calibration, with the hash of the file applied."""
     recorded = read_provenance(recipe)
     return QuantCalibration(
@@ -148,14 +150,20 @@ def calibration_record(recipe: Int8Recipe) -> QuantCalibration:
         ranges_file=recipe.ranges_file.name,
         ranges_sha256=file_sha256(recipe.ranges_file),
         source_sha256=str(recorded["source_sha256"]),
-        weight_bits=WEIGHT_BITS,
+        weight_bits=weight_bits,
     )
 
 
 def quantise_graph(
-    source: Path, destination: Path, recipe: Int8Recipe, ranges: Path, data_reader: Any = None
+    source: Path,
+    destination: Path,
+    recipe: Int8Recipe,
+    ranges: Path,
+    *,
+    weight_bits: int,
+    data_reader: Any = None,
 ) -> None:
-    """``source`` quantised into ``destination`` with the ranges in ``ranges``.
+    """``source`` quantised into ``destination`` with the ranges in ``ranges``, weights in ``weight_bits``.
 
     With ``data_reader`` (an ONNX Runtime ``CalibrationDataReader``) the
     ranges are measured first and written to ``ranges``: what
@@ -181,14 +189,14 @@ def quantise_graph(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            reduce_range=WEIGHT_BITS == 7,
+            reduce_range=weight_bits == PORTABLE_BITS,
             calibrate_method=CalibrationMethod.MinMax,
             calibration_cache_path=str(ranges),
         )
 
 
 def build_int8_pack(
-    recipe: Int8Recipe, fp32_dir: Path, dest_dir: Path, overrides: dict[str, Any]
+    recipe: Int8Recipe, fp32_dir: Path, dest_dir: Path, overrides: dict[str, Any], *, weight_bits: int
 ) -> ModelManifest:
     """``<model>-int8`` from the built fp32 folder: its graph quantised, its manifest with ``overrides``.
 
@@ -196,7 +204,9 @@ def build_int8_pack(
     embedder's thresholds), from a seed file kept in the repository.
     """
     fp32 = load_manifest(fp32_dir)
-    calibration = calibration_record(recipe)
+    if weight_bits not in (PORTABLE_BITS, FULL_BITS):
+        raise ValueError(f"int8 weights take {PORTABLE_BITS} or {FULL_BITS} bits, not {weight_bits}")
+    calibration = calibration_record(recipe, weight_bits)
     if calibration.source_sha256 != fp32.sha256:
         raise ModelPackError(
             f"the int8 ranges for {recipe.source} were measured on another graph "
@@ -209,7 +219,7 @@ def build_int8_pack(
         # quantize_static reads the cache by path and would rewrite it on a mismatch: give it a copy.
         ranges = Path(scratch) / recipe.ranges_file.name
         ranges.write_bytes(recipe.ranges_file.read_bytes())
-        quantise_graph(fp32_dir / fp32.file, dest_dir / "model.onnx", recipe, ranges)
+        quantise_graph(fp32_dir / fp32.file, dest_dir / "model.onnx", recipe, ranges, weight_bits=weight_bits)
     fields = fp32.model_dump(mode="json")
     fields.update(overrides)
     fields.update(
@@ -219,7 +229,9 @@ def build_int8_pack(
         precision="int8",
         quantized_from=recipe.source,
         quantization=calibration.model_dump(mode="json"),
-        description=f"{fp32.description} int8 (QDQ, per-channel weights) from {recipe.source}.",
+        description=(
+            f"{fp32.description} int8 (QDQ, per-channel {weight_bits}-bit weights) from {recipe.source}."
+        ),
     )
     manifest = ModelManifest.model_validate(fields)
     write_manifest(dest_dir, manifest)

@@ -14,6 +14,7 @@ from app.core.arrays import ImageArray
 from app.core.errors import ModelPackError
 from app.core.settings import Settings
 from app.pipeline.detect import Detection, RetinaFaceDetector
+from app.pipeline.int8_kernels import check_int8_weights
 from app.pipeline.manifest import load_manifest
 
 
@@ -48,6 +49,7 @@ def open_detector(models_dir: Path, name: str, settings: Settings) -> Detector:
         raise ModelPackError(
             f"model {name} is an {manifest.kind}, not a detector", {"model": name, "kind": manifest.kind}
         )
+    check_int8_weights(manifest)
     model_path = model_dir / manifest.file
     if manifest.detector_format == "scrfd":
         # Imported here: it imports insightface, about 50 MiB a process serving

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from app.core.arrays import FloatArray, ImageArray
 from app.pipeline.geometry import normalise_pixels
+from app.pipeline.int8_kernels import check_int8_weights
 from app.pipeline.manifest import ModelManifest
 from app.pipeline.runtime import create_session
 
@@ -28,6 +29,7 @@ class OnnxEmbedder:
     ) -> None:
         if manifest.kind != "embedder" or manifest.template is None or manifest.metric is None:
             raise ValueError(f"model {manifest.name} is not an embedder with a template and a metric")
+        check_int8_weights(manifest)
         self.manifest = manifest
         self.batch_size = batch_size
         self.session: ort.InferenceSession = create_session(

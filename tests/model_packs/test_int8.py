@@ -15,10 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.core import cpu
 from app.core.errors import ModelPackError
 from app.core.settings import Settings
+from app.model_packs import build
 from app.model_packs.build import DETECTOR_NAME, EMBEDDER_NAME, build_default_pack
 from app.model_packs.quantize import PROVENANCE_KEY, RECIPES, Int8Recipe, build_int8_pack
+from app.pipeline import int8_kernels
 from app.pipeline.detect import RetinaFaceDetector, box_iou
 from app.pipeline.embed import OnnxEmbedder
 from app.pipeline.face_pipeline import FacePipeline
@@ -26,11 +29,14 @@ from app.pipeline.manifest import file_sha256, load_manifest
 from tests.conftest import LFW_ROOT, SHARED_DATA, load, require_data
 from tests.pipeline.test_detect import GROUP_COUNTS, NEGATIVE_FILES
 
-# Cosine of the int8 and fp32 embeddings of one aligned crop. Measured with
-# 7-bit weights on an AMD EPYC without VNNI (Zen 3, AVX2): over all 13,233
-# LFW faces the lowest was 0.9975 (each crop averaged with its mirror, as
-# served), 0.9985 on these single crops. 8-bit weights fell to 0.943 there
-# (int16 saturation, app.model_packs.quantize) and gave 0.9992 on AVX-512 VNNI.
+# Cosine of the int8 and fp32 embeddings of one aligned crop, for the weight
+# bits a build picks on this CPU. Measured with 7-bit weights on an AMD EPYC
+# without VNNI (Zen 3, AVX2): over all 13,233 LFW faces the lowest was 0.9975
+# (each crop averaged with its mirror, as served), 0.9985 on these single
+# crops. 8-bit weights fell to 0.943 there (int16 saturation,
+# app.pipeline.int8_kernels), which is why a build gives them only to a CPU
+# with VNNI; on an AMD EPYC with AVX-512 VNNI their lowest over all LFW was
+# 0.9986 (7-bit: 0.9983).
 COSINE_BOUND = 0.997
 # How far the int8 detector's landmarks may move, as a share of the face's
 # size: up to 0.10 measured on these photos (a small, turned face in
@@ -69,6 +75,50 @@ def test_each_int8_model_records_the_ranges_and_graph_it_was_built_from(models: 
         ).stat().st_size / 2
 
 
+def test_a_build_gives_int8_weights_the_bits_this_cpu_can_sum(models: Path, tmp_path: Path) -> None:
+    bits = int8_kernels.weight_bits_for_this_cpu()
+    assert bits == (8 if cpu.has_vnni() else 7)
+    for recipe in RECIPES.values():
+        quantization = load_manifest(models / recipe.name).quantization
+        assert quantization is not None and quantization.weight_bits == bits
+    portable = build_default_pack(tmp_path / "models", portable_int8=True)
+    embedder = portable[RECIPES[EMBEDDER_NAME].name]
+    assert embedder.quantization is not None and embedder.quantization.weight_bits == 7
+    # Each carries the thresholds measured for its own bits.
+    seed_7 = json.loads(Path(build.__file__).with_name("dlib-resnet-v1-int8.w7.json").read_text())
+    assert [p.threshold for p in embedder.thresholds] == [p["threshold"] for p in seed_7["thresholds"]]
+    if bits == 7:
+        assert embedder.sha256 == load_manifest(models / RECIPES[EMBEDDER_NAME].name).sha256
+    else:
+        assert embedder.sha256 != load_manifest(models / RECIPES[EMBEDDER_NAME].name).sha256
+        # Rebuilding the folder for this CPU replaces the portable build, not keeps it.
+        again = build_default_pack(tmp_path / "models")
+        assert again[RECIPES[EMBEDDER_NAME].name].quantization.weight_bits == 8  # type: ignore[union-attr]
+
+
+def test_an_8_bit_int8_model_is_refused_where_the_cpu_would_saturate_it(
+    models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "models"
+    build_default_pack(folder, portable_int8=True)
+    eight = folder / "eight"
+    build_int8_pack(RECIPES[EMBEDDER_NAME], folder / EMBEDDER_NAME, eight, {}, weight_bits=8)
+    monkeypatch.setattr(cpu, "has_vnni", lambda: False)  # as on an AVX2-only x86 CPU
+    with pytest.raises(ModelPackError, match="8-bit weights .* models build"):
+        OnnxEmbedder(eight, load_manifest(eight))
+    seven = RECIPES[EMBEDDER_NAME].name
+    assert OnnxEmbedder(folder / seven, load_manifest(folder / seven)).embed(
+        np.zeros((1, 150, 150, 3), np.uint8)
+    ).shape == (1, 128)
+
+
+def test_vnni_is_read_from_the_cpu_flags() -> None:
+    cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+    assert cpu.cpu_flags(cpuinfo) & cpu.VNNI_FLAGS == {"avx512_vnni"}
+    assert not cpu.cpu_flags("flags\t: fpu sse2 avx2 fma\n") & cpu.VNNI_FLAGS
+    assert cpu.cpu_flags("") == frozenset()
+
+
 def test_building_on_another_machine_gives_the_same_int8_bytes(models: Path, tmp_path: Path) -> None:
     again = build_default_pack(tmp_path / "models", force=True)
     for recipe in RECIPES.values():
@@ -82,7 +132,7 @@ def test_ranges_measured_on_another_graph_are_refused(models: Path, tmp_path: Pa
     stale = Int8Recipe(recipe.source, recipe.op_types, ranges_dir=tmp_path)
     stale.ranges_file.write_text(json.dumps(cache))
     with pytest.raises(ModelPackError, match="measured on another graph"):
-        build_int8_pack(stale, models / recipe.source, tmp_path / "out", {})
+        build_int8_pack(stale, models / recipe.source, tmp_path / "out", {}, weight_bits=7)
     assert not (tmp_path / "out" / "model.onnx").exists()
 
 
@@ -152,4 +202,4 @@ def test_precision_picks_the_default_embedder_and_a_named_folder_wins() -> None:
 def test_missing_ranges_say_how_to_measure_them(models: Path, tmp_path: Path) -> None:
     recipe = Int8Recipe(EMBEDDER_NAME, None, ranges_dir=tmp_path)
     with pytest.raises(ModelPackError, match="no usable int8 calibration"):
-        build_int8_pack(recipe, models / EMBEDDER_NAME, tmp_path / "out", {})
+        build_int8_pack(recipe, models / EMBEDDER_NAME, tmp_path / "out", {}, weight_bits=7)
