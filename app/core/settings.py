@@ -9,6 +9,8 @@ from typing import Final, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core import cpu
+
 # The default pack's models; ``facerec models build`` makes each in fp32 and,
 # quantised, as ``<name>-int8`` (app.model_packs.quantize).
 DEFAULT_DETECTOR: Final = "retinaface-mnet025"
@@ -35,8 +37,8 @@ class Settings(BaseSettings):
     # would cost each worker ~13 MiB only to find nothing to do.
     migrate_on_start: bool = True
 
-    # Which build of the default embedder runs: "int8" or "fp32" (README, "Precision").
-    # The detector is fp32 either way; its int8 build is named in FACEREC_DETECTOR.
+    # Which build of the default models runs: "int8" or "fp32" (README, "Precision").
+    # int8: the int8 embedder, and the int8 detector too on a CPU with VNNI.
     # Naming a folder in FACEREC_DETECTOR or FACEREC_EMBEDDER wins, model by model.
     precision: Precision = "int8"
     detector: str = ""
@@ -142,16 +144,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_models(self) -> Settings:
-        """An unset detector or embedder is the default pack's: the embedder in the configured precision.
+        """An unset detector or embedder is the default pack's, in the configured precision.
 
-        The int8 detector is not a default: on a CPU without VNNI (AMD EPYC,
-        Zen 3, AVX2) it was 5% faster than fp32 and moved landmarks enough to
-        raise FRR at FAR 1e-4 on all DevTrain pairs from 20.9% to 22.9%; the
-        int8 embedder with the fp32 detector held it at 21.6%.
+        The int8 detector is a default only on a CPU with VNNI (``app.core.cpu``),
+        where it detects about a quarter faster than fp32 at one thread and,
+        with 8-bit weights, held fp32's error rates (README, Precision). Without
+        VNNI it was 5% faster (AMD EPYC, Zen 3, AVX2) and, with the 7-bit
+        weights such a CPU allows, moved landmarks enough to raise FRR at FAR
+        1e-4 on all DevTrain pairs from 20.9% to 22.9%.
         """
-        suffix = INT8_SUFFIX if self.precision == "int8" else ""
-        self.detector = self.detector or DEFAULT_DETECTOR
-        self.embedder = self.embedder or DEFAULT_EMBEDDER + suffix
+        int8 = self.precision == "int8"
+        self.detector = self.detector or DEFAULT_DETECTOR + (INT8_SUFFIX if int8 and cpu.has_vnni() else "")
+        self.embedder = self.embedder or DEFAULT_EMBEDDER + (INT8_SUFFIX if int8 else "")
         return self
 
     @field_validator("models_dir", "data_dir")

@@ -118,6 +118,8 @@ class QuantCalibration(BaseModel):
     source_sha256: str = Field(description="the fp32 graph the ranges were measured on")
     # Models built before weights kept to 7 bits read as 8, and are rebuilt.
     weight_bits: int = Field(default=8, ge=2, le=8, description="bits of each int8 weight in use")
+    # A model built before the recipe was recorded reads as none kept, and is rebuilt.
+    fp32_nodes: list[str] = Field(default_factory=list, description="name prefixes of the nodes kept in fp32")
 
 
 class ModelManifest(BaseModel):
