@@ -3,7 +3,8 @@
 All run in one process on one deterministic sample: per stage (decode,
 detect, align/landmarks, embed) and end to end (bytes → embeddings of every
 face, the latency a /verify request sees). Ours runs at the default
-settings (``FACEREC_PRECISION=int8``: the int8 embedder, fp32 detector) and in fp32
+settings (``FACEREC_PRECISION=int8``: the int8 embedder, and the int8 detector
+on a CPU with VNNI) and in fp32
 (``FACEREC_PRECISION=fp32``), each with ONNX Runtime's default thread count
 and with one thread (dlib runs on one; the peer's CPU time over its wall
 time is recorded to show it). Timed passes alternate between the readings

@@ -118,7 +118,8 @@ def render(results: PipelineResults) -> str:
         "",
         "Milliseconds per image, median / p90 over images (each image: median of its passes). "
         "The landmarks and embed rows time the largest face only; end to end handles every face. "
-        f"*{LABELS[OURS]}* is the default (`FACEREC_PRECISION=int8`: the int8 embedder, the fp32 detector; "
+        f"*{LABELS[OURS]}* is the default (`FACEREC_PRECISION=int8`: the int8 embedder, "
+        "and the int8 detector on a CPU with VNNI; "
         "`FACEREC_MIRROR_FACES=true`: each aligned face is embedded with its mirror image in one batch and "
         f"the two averaged); *{LABELS[OURS_FP32]}* is `FACEREC_PRECISION=fp32`; *1 thread* is "
         "`FACEREC_INFERENCE_THREADS=1`.",

@@ -19,7 +19,7 @@ Without VNNI, x86 int8 kernels sum pairs of uint8 x int8 products in int16,
 which saturates when both are near full scale: on an AVX2 CPU (AMD EPYC,
 Zen 3) the 8-bit embedder's templates of LFW crops fell to cosine 0.943 with
 the fp32 ones, against 0.9985 with 7-bit weights. With 7 bits no pair can
-saturate (255 x 64 x 2 < 2^15). On an AMD EPYC with AVX-512 VNNI the 7-bit
+saturate (255 x 64 x 2 < 2^15). On an Intel Xeon with AVX-512 VNNI the 7-bit
 embedder lost 1.13 points of FRR at FAR 1e-4 against fp32 over all LFW
 DevTrain pairs and the 8-bit one 0.41 (README, Precision), so a build takes
 what the CPU allows, records it in the manifest, and a model with 8-bit

@@ -35,7 +35,7 @@ from tests.pipeline.test_detect import GROUP_COUNTS, NEGATIVE_FILES
 # (each crop averaged with its mirror, as served), 0.9985 on these single
 # crops. 8-bit weights fell to 0.943 there (int16 saturation,
 # app.pipeline.int8_kernels), which is why a build gives them only to a CPU
-# with VNNI; on an AMD EPYC with AVX-512 VNNI their lowest over all LFW was
+# with VNNI; on an Intel Xeon with AVX-512 VNNI their lowest over all LFW was
 # 0.9986 (7-bit: 0.9983).
 COSINE_BOUND = 0.997
 # How far the int8 detector's landmarks may move, as a share of the face's
