@@ -36,6 +36,9 @@ def render_sections(results_dir: Path) -> dict[str, str]:
     sections = {}
     if pipeline is not None:
         sections[pipeline_report.SECTION] = pipeline_report.render(pipeline)
+        if service is not None:
+            # What the pipeline's speed gives a client: the service's throughput, quoted from its section.
+            sections[pipeline_report.SECTION] += "\n" + service_report.identify_throughput(service)
     if service is not None:
         # Its context note quotes the pipeline section above it, so both are rendered from one folder.
         sections[service_report.SECTION] = service_report.render(service, pipeline)

@@ -203,6 +203,22 @@ def health_verdict(health: Health) -> list[str]:
     ]
 
 
+def identify_throughput(results: ServiceResults) -> str:
+    """A line for the pipeline section: what the service made of the pipeline, ``/identify`` per level."""
+    levels = [
+        level for level in results["levels"] if level["endpoint"] == "/identify" and level["clients"] > 1
+    ]
+    rates = ", ".join(
+        f"{level['requests_per_s']:.1f} requests/s at {level['clients']} clients" for level in levels
+    )
+    gallery = results["gallery"]
+    return (
+        f"The service benchmark's `POST /identify` throughput (`Service` below, measured "
+        f"{display_date(results['date'])}, {gallery['faces']:,} faces): "
+        f"{rates or 'no level with several clients ran'}.\n"
+    )
+
+
 def pipeline_context(pipeline: PipelineResults | None) -> str:
     """The in-process end-to-end time per image of our pipeline, from the pipeline benchmark's results."""
     if pipeline is None:
