@@ -101,7 +101,8 @@ def test_the_int8_detectors_crops_are_still_closer_to_dlibs_chips(
     """The int8 detector's landmarks, read through the correction fitted on the fp32 one's."""
     int8 = FacePipeline.from_settings(Settings(detector=DEFAULT_DETECTOR + INT8_SUFFIX))
     corrected_mean, plain_mean, closer = crop_differences(int8, faces)
-    # Measured: 13.1 grey levels corrected, 15.3 with the template alone.
+    # Measured: 11.8 grey levels corrected, 15.4 with the template alone, the corrected crop closer
+    # for 35 of 38 faces (13.1 and 15.3 before the output heads were kept in fp32).
     assert corrected_mean < 0.92 * plain_mean, f"{corrected_mean:.1f} vs {plain_mean:.1f} grey levels"
     assert closer >= 0.6, f"the corrected crop is closer to dlib's chip for only {closer:.0%} of faces"
 
