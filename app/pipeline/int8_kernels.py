@@ -31,9 +31,7 @@ def check_int8_weights(manifest: ModelManifest) -> None:
     A models folder built on a VNNI machine and moved (or baked into an
     image) to one without: its 8-bit embedder would run, but wrongly.
     """
-    if manifest.quantization is None or manifest.quantization.weight_bits <= PORTABLE_BITS:
-        return
-    if cpu.has_vnni():
+    if manifest.quantization is None or manifest.quantization.weight_bits <= weight_bits_for_this_cpu():
         return
     raise ModelPackError(
         f"model {manifest.name} was built with {manifest.quantization.weight_bits}-bit weights for a CPU "
